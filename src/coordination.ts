@@ -1,0 +1,241 @@
+/**
+ * The coordination directory: its safety checks, the `pid` file that is both the owner record
+ * and the lock, and each process's upgrade socket `<dir>/<id>.sock`.
+ *
+ * The directory is the trust boundary: whoever can connect to an owner's socket can take its
+ * listening sockets. So the directory must belong to us and be closed to other users, and the
+ * files we create in it are owner-only.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { ErrorCodes, TablerollError, hasCode } from './errors.js';
+import { delay } from './deadline.js';
+import { native } from './native.js';
+import type { Logger } from './logger.js';
+
+/** Name of the owner record and lock file inside the coordination directory. */
+export const PID_FILE = 'pid';
+/** sun_path holds 108 bytes, the terminating NUL included. */
+const SUN_PATH_MAX = 107;
+/** flock is retried with a growing pause up to this; Go retries every 100 ms. */
+const LOCK_RETRY_MAX_MS = 100;
+
+/** The upgrade socket of process `id`. */
+export function socketPath(dir: string, id: string): string {
+  return path.join(dir, `${id}.sock`);
+}
+
+/** Rejects ids that cannot name a socket file in `dir`. */
+export function validateId(dir: string, id: string): void {
+  if (typeof id !== 'string' || id.length === 0) {
+    throw new TablerollError(ErrorCodes.INVALID_ID, 'the id must be a non-empty string');
+  }
+  if (id.includes('/') || id.includes('\0') || id === '.' || id === '..') {
+    throw new TablerollError(
+      ErrorCodes.INVALID_ID,
+      `the id ${JSON.stringify(id)} is not a file name`,
+    );
+  }
+  const length = Buffer.byteLength(socketPath(dir, id));
+  if (length > SUN_PATH_MAX) {
+    throw new TablerollError(
+      ErrorCodes.INVALID_ID,
+      `the socket path for id ${JSON.stringify(id)} is ${length} bytes; unix sockets allow ${SUN_PATH_MAX}`,
+    );
+  }
+}
+
+function myUid(): number {
+  return process.getuid?.() ?? 0;
+}
+
+/** True when a peer with this uid may exchange descriptors with us: the same user, or root. */
+export function isTrustedUid(uid: number): boolean {
+  return uid === myUid() || uid === 0;
+}
+
+/**
+ * Creates the directory (0700) if needed and refuses one that another user owns or may write
+ * to. A world-writable directory is only allowed when it is sticky and ours.
+ */
+export function prepareDirectory(dir: string): void {
+  if (typeof dir !== 'string' || dir.length === 0) {
+    throw new TablerollError(
+      ErrorCodes.INVALID_ARGUMENT,
+      'the coordination directory must be a path',
+    );
+  }
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    // Something else by that name: the checks below say what is wrong with it.
+    if (!hasCode(err, 'EEXIST', 'ENOTDIR')) throw err;
+  }
+  const stat = fs.statSync(dir);
+  const unsafe = (why: string): TablerollError =>
+    new TablerollError(ErrorCodes.UNSAFE_DIRECTORY, `coordination directory ${dir} ${why}`, {
+      final: true,
+    });
+  if (!stat.isDirectory()) throw unsafe('is not a directory');
+  if (stat.uid !== myUid()) throw unsafe(`belongs to uid ${stat.uid}, not to us (uid ${myUid()})`);
+  const othersMayWrite = (stat.mode & 0o022) !== 0;
+  const sticky = (stat.mode & 0o1000) !== 0;
+  if (othersMayWrite && !sticky) {
+    throw unsafe(`is writable by other users (mode ${(stat.mode & 0o7777).toString(8)})`);
+  }
+}
+
+/** The `pid` file, opened for the duration of one lock. */
+export class PidFile {
+  private constructor(
+    private readonly fd: number,
+    readonly path: string,
+  ) {}
+
+  /** Opens (creating, owner-only) `<dir>/pid`; refuses a pid file that another user owns. */
+  static open(dir: string): PidFile {
+    const file = path.join(dir, PID_FILE);
+    const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+    try {
+      const stat = fs.fstatSync(fd);
+      if (!stat.isFile() || stat.uid !== myUid()) {
+        throw new TablerollError(
+          ErrorCodes.UNSAFE_DIRECTORY,
+          `${file} is not a regular file of ours (uid ${stat.uid})`,
+          { final: true },
+        );
+      }
+      // Go creates it 0755: tighten it, nobody else needs to read who the owner is.
+      if ((stat.mode & 0o077) !== 0) fs.fchmodSync(fd, 0o600);
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+    return new PidFile(fd, file);
+  }
+
+  /** Takes the exclusive flock, retrying until it is free or the signal fires. */
+  async lock(signal: AbortSignal, log: Logger): Promise<void> {
+    let pause = 5;
+    let logged = false;
+    while (!native.flockExclusive(this.fd)) {
+      if (!logged) {
+        log.info({ path: this.path }, 'waiting for the coordination lock');
+        logged = true;
+      }
+      await delay(pause, signal);
+      pause = Math.min(pause * 2, LOCK_RETRY_MAX_MS);
+    }
+  }
+
+  /** The owner's id as raw bytes; empty when there is no owner. Not trimmed. */
+  read(): Buffer {
+    const size = fs.fstatSync(this.fd).size;
+    const buf = Buffer.alloc(size);
+    let offset = 0;
+    while (offset < size) {
+      const n = fs.readSync(this.fd, buf, offset, size - offset, offset);
+      if (n === 0) break;
+      offset += n;
+    }
+    return buf.subarray(0, offset);
+  }
+
+  /** Records `id` as the owner: truncate and write, no newline. Only while holding the lock. */
+  write(id: string): void {
+    const data = Buffer.from(id, 'utf8');
+    fs.ftruncateSync(this.fd, 0);
+    let offset = 0;
+    while (offset < data.length)
+      offset += fs.writeSync(this.fd, data, offset, data.length - offset, offset);
+  }
+
+  /** Closing the file releases the lock. */
+  close(): void {
+    fs.closeSync(this.fd);
+  }
+}
+
+/** The upgrade listener of this process, with the file identity needed to unlink only ours. */
+export interface UpgradeSocket {
+  fd: number;
+  path: string;
+  ino: number;
+  dev: number;
+}
+
+/**
+ * Binds `<dir>/<id>.sock`. A stale socket of our own id (a crash left it; nobody accepts on it)
+ * is removed and bound again; Go never removes it and can then never start that id again.
+ */
+export function bindUpgradeSocket(dir: string, id: string, log: Logger): UpgradeSocket {
+  const file = socketPath(dir, id);
+  let fd: number;
+  try {
+    fd = native.unixListen(file, 128);
+  } catch (err) {
+    if (!hasCode(err, 'EADDRINUSE')) throw err;
+    if (!isStaleSocket(file)) {
+      throw new TablerollError(
+        ErrorCodes.ID_IN_USE,
+        `another live process is listening on ${file}: ids must be unique per process`,
+        { cause: err, final: true },
+      );
+    }
+    log.warn({ path: file }, 'removing a stale upgrade socket of our own id');
+    fs.unlinkSync(file);
+    fd = native.unixListen(file, 128);
+  }
+  try {
+    fs.chmodSync(file, 0o600);
+    const stat = fs.statSync(file);
+    return { fd, path: file, ino: stat.ino, dev: stat.dev };
+  } catch (err) {
+    native.close(fd);
+    throw err;
+  }
+}
+
+/** True when `file` is a unix socket nobody accepts on. */
+export function isStaleSocket(file: string): boolean {
+  let stat: fs.Stats;
+  try {
+    stat = fs.lstatSync(file);
+  } catch {
+    return false;
+  }
+  if (!stat.isSocket()) return false;
+  try {
+    native.close(native.unixConnect(file));
+    return false;
+  } catch (err) {
+    return hasCode(err, 'ECONNREFUSED');
+  }
+}
+
+/** Unlinks the upgrade socket, but only if the file is still the one we bound. */
+export function unlinkUpgradeSocket(sock: UpgradeSocket): void {
+  try {
+    const stat = fs.lstatSync(sock.path);
+    if (stat.ino === sock.ino && stat.dev === sock.dev) fs.unlinkSync(sock.path);
+  } catch {
+    // Already gone.
+  }
+}
+
+/** True when process `pid` no longer exists or is a zombie: it can hold nothing any more. */
+export function isProcessGone(pid: number): boolean {
+  if (pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return hasCode(err, 'ESRCH');
+  }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state === 'Z' || state === 'X';
+  } catch {
+    return true;
+  }
+}

@@ -1,0 +1,376 @@
+/**
+ * The fd store: the descriptors a process hands to its successor, keyed by string id.
+ *
+ * The store keeps its own copy of every descriptor and hands the application duplicates, so the
+ * application may close its servers at will without invalidating what the store will send, and
+ * the store never closes an fd the application uses. Entries inherited from the previous owner
+ * are returned for the same id instead of binding again, and are passed on to the next owner
+ * whether or not this process used them (Go v3+ silently drops unused conns and files).
+ */
+import dns from 'node:dns/promises';
+import fs from 'node:fs';
+import net from 'node:net';
+import { ErrorCodes, TablerollError, hasCode } from './errors.js';
+import { isStaleSocket } from './coordination.js';
+import { native, type SocketInfo } from './native.js';
+import type { FdKind, MetadataEntry } from './protocol.js';
+
+/** What `server.listen(...)`, `socket.bind(...)` and `new net.Socket(...)` take: an fd. */
+export interface FdHandle {
+  fd: number;
+}
+
+/** Options of a TCP listener. `host` defaults to all addresses (dual-stack `::`). */
+export interface TcpListenOptions {
+  port: number;
+  host?: string;
+  backlog?: number;
+  /** Accept IPv6 only on an IPv6 address (default false). */
+  ipv6Only?: boolean;
+  reusePort?: boolean;
+}
+
+/** Options of a unix stream listener. */
+export interface UnixListenOptions {
+  path: string;
+  backlog?: number;
+  /** chmod of the socket file after bind. */
+  mode?: number;
+  /** Remove a stale socket file (nobody accepts on it) before binding. Default true. */
+  removeStale?: boolean;
+}
+
+/** Options of a UDP socket. The type follows `host`, else defaults to udp4. */
+export interface UdpListenOptions {
+  port: number;
+  host?: string;
+  type?: 'udp4' | 'udp6';
+  reuseAddr?: boolean;
+  reusePort?: boolean;
+  ipv6Only?: boolean;
+}
+
+/** A public description of a stored descriptor. */
+export interface FdInfo extends MetadataEntry {
+  /** True when it came from the previous owner. */
+  inherited: boolean;
+}
+
+/** A stored descriptor: the store's own fd and its metadata. */
+export interface StoredFd extends FdInfo {
+  fd: number;
+}
+
+/** A source of a descriptor to adopt: an fd, `{ fd }`, or a Node object holding one. */
+export type FdSource = number | FdHandle | net.Server | net.Socket | fs.promises.FileHandle;
+
+/** How the Upgrader lets the store know whether it may change. */
+export interface StoreGuard {
+  /** Throws when the store may not change now (transfer in progress, completed, stopped). */
+  assertMutable(): void;
+  /** Throws when the store's descriptors are gone (stopped). */
+  assertUsable(): void;
+}
+
+const DEFAULT_BACKLOG = 511;
+
+/** The descriptors this process owns and will hand over, by id. */
+export class Fds {
+  private readonly entries = new Map<string, StoredFd>();
+
+  /** @internal Created by the Upgrader. */
+  constructor(
+    private readonly guard: StoreGuard,
+    inherited: readonly StoredFd[] = [],
+  ) {
+    for (const entry of inherited) this.entries.set(entry.id, entry);
+  }
+
+  /**
+   * A listening TCP or unix stream socket for `id`: the inherited one if there is one, else a
+   * new one. Pass the result to `server.listen()`. Each call returns a new duplicate fd.
+   */
+  async listen(id: string, options: TcpListenOptions | UnixListenOptions): Promise<FdHandle> {
+    checkId(id);
+    const found = this.lookup(id, 'listener');
+    if (found) return found;
+    if ('path' in options && typeof options.path === 'string')
+      return this.create(id, () => bindUnix(options));
+    const tcp = options as TcpListenOptions;
+    checkPort(tcp.port);
+    const address = await resolveHost(tcp.host);
+    return this.lookup(id, 'listener') ?? this.create(id, () => bindTcp(tcp, address));
+  }
+
+  /**
+   * A bound UDP socket for `id` (stored as a conn, as Go does): the inherited one if there is
+   * one, else a new one. Pass the result to `dgram.Socket#bind()`.
+   */
+  async listenUdp(id: string, options: UdpListenOptions): Promise<FdHandle> {
+    checkId(id);
+    const found = this.lookup(id, 'conn');
+    if (found) return found;
+    checkPort(options.port);
+    const address = await resolveHost(options.host, options.type);
+    return this.lookup(id, 'conn') ?? this.create(id, () => bindUdp(options, address));
+  }
+
+  /** Stores a listening socket the application made itself (a listening net.Server, or an fd). */
+  addListener(id: string, source: FdSource): void {
+    this.adopt(id, 'listener', source);
+  }
+
+  /** Stores a connection (a net.Socket, a connected or bound datagram socket's fd). */
+  addConn(id: string, source: FdSource): void {
+    this.adopt(id, 'conn', source);
+  }
+
+  /** Stores an open file. `name` is informational (sent to the successor). */
+  addFile(id: string, source: FdSource, name = ''): void {
+    this.adopt(id, 'file', source, name);
+  }
+
+  /** A duplicate of the listener stored under `id`, or undefined. */
+  listener(id: string): FdHandle | undefined {
+    return this.lookup(id, 'listener');
+  }
+
+  /** A duplicate of the conn stored under `id`, or undefined. */
+  conn(id: string): FdHandle | undefined {
+    return this.lookup(id, 'conn');
+  }
+
+  /** A duplicate of the file stored under `id`, or undefined. */
+  file(id: string): FdHandle | undefined {
+    return this.lookup(id, 'file');
+  }
+
+  /** Forgets `id` and closes the store's copy; true if it was there. */
+  remove(id: string): boolean {
+    this.guard.assertMutable();
+    const entry = this.entries.get(id);
+    if (!entry) return false;
+    this.entries.delete(id);
+    native.close(entry.fd);
+    return true;
+  }
+
+  /** True when `id` is stored. */
+  has(id: string): boolean {
+    return this.entries.has(id);
+  }
+
+  /** Every stored descriptor, in the order they will be handed over. */
+  list(): FdInfo[] {
+    return [...this.entries.values()].map(({ fd: _fd, ...info }) => info);
+  }
+
+  /** @internal The entries and fds to send to a newcomer, in order. */
+  snapshot(): StoredFd[] {
+    return [...this.entries.values()];
+  }
+
+  /** @internal Closes the store's copies (never the duplicates handed out). */
+  closeAll(): void {
+    for (const entry of this.entries.values()) {
+      try {
+        native.close(entry.fd);
+      } catch {
+        // Nothing else to release.
+      }
+    }
+    this.entries.clear();
+  }
+
+  private lookup(id: string, kind: FdKind): FdHandle | undefined {
+    this.guard.assertUsable();
+    const entry = this.entries.get(id);
+    if (!entry) return undefined;
+    if (entry.kind !== kind) {
+      throw new TablerollError(
+        ErrorCodes.KIND_MISMATCH,
+        `id ${JSON.stringify(id)} holds a ${entry.kind}, not a ${kind}`,
+      );
+    }
+    return { fd: native.dup(entry.fd) };
+  }
+
+  private create(id: string, make: () => Omit<StoredFd, 'id' | 'inherited'>): FdHandle {
+    this.guard.assertMutable();
+    const made = make();
+    this.entries.set(id, { ...made, id, inherited: false });
+    return { fd: native.dup(made.fd) };
+  }
+
+  private adopt(id: string, kind: FdKind, source: FdSource, name = ''): void {
+    checkId(id);
+    this.guard.assertMutable();
+    if (this.entries.has(id)) {
+      throw new TablerollError(
+        ErrorCodes.DUPLICATE_ID,
+        `id ${JSON.stringify(id)} is already stored`,
+      );
+    }
+    const fd = native.dup(fdOf(source));
+    try {
+      const described = describe(kind, fd, name);
+      this.entries.set(id, { ...described, id, fd, inherited: false });
+    } catch (err) {
+      native.close(fd);
+      throw err;
+    }
+  }
+}
+
+function checkId(id: unknown): asserts id is string {
+  if (typeof id !== 'string' || id.length === 0) {
+    throw new TablerollError(ErrorCodes.INVALID_ARGUMENT, 'an fd id must be a non-empty string');
+  }
+}
+
+function checkPort(port: unknown): void {
+  if (!Number.isInteger(port) || (port as number) < 0 || (port as number) > 65535) {
+    throw new TablerollError(
+      ErrorCodes.INVALID_ARGUMENT,
+      `port ${String(port)} is not in 0..65535`,
+    );
+  }
+}
+
+interface ResolvedHost {
+  /** The host as the user gave it ('' for all addresses), for the informational addr. */
+  given: string;
+  address: string;
+  family: 4 | 6;
+}
+
+async function resolveHost(
+  host: string | undefined,
+  type?: 'udp4' | 'udp6',
+): Promise<ResolvedHost> {
+  const given = host ?? '';
+  if (given === '') {
+    return type === 'udp4'
+      ? { given, address: '0.0.0.0', family: 4 }
+      : { given, address: '::', family: 6 };
+  }
+  const numeric = net.isIP(given);
+  if (numeric === 4 || numeric === 6) return { given, address: given, family: numeric };
+  const family = type === 'udp4' ? 4 : type === 'udp6' ? 6 : 0;
+  const found = await dns.lookup(given, { family });
+  return { given, address: found.address, family: found.family === 6 ? 6 : 4 };
+}
+
+function joinHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+function bindTcp(
+  options: TcpListenOptions,
+  host: ResolvedHost,
+): Omit<StoredFd, 'id' | 'inherited'> {
+  const flags = { ipv6Only: options.ipv6Only ?? false, reusePort: options.reusePort ?? false };
+  const backlog = options.backlog ?? DEFAULT_BACKLOG;
+  let fd: number;
+  try {
+    fd = native.inetListen(host.address, options.port, host.family, backlog, flags);
+  } catch (err) {
+    // No IPv6 on this machine: "all addresses" falls back to IPv4, as Node's listen() does.
+    if (host.given !== '' || !hasCode(err, 'EAFNOSUPPORT')) throw err;
+    fd = native.inetListen('0.0.0.0', options.port, 4, backlog, flags);
+  }
+  return { kind: 'listener', fd, network: 'tcp', addr: joinHostPort(host.given, options.port) };
+}
+
+function bindUdp(
+  options: UdpListenOptions,
+  host: ResolvedHost,
+): Omit<StoredFd, 'id' | 'inherited'> {
+  const fd = native.udpBind(host.address, options.port, host.family, {
+    ipv6Only: options.ipv6Only ?? false,
+    reuseAddr: options.reuseAddr ?? false,
+    reusePort: options.reusePort ?? false,
+  });
+  return { kind: 'conn', fd, network: 'udp', addr: joinHostPort(host.given, options.port) };
+}
+
+function bindUnix(options: UnixListenOptions): Omit<StoredFd, 'id' | 'inherited'> {
+  const backlog = options.backlog ?? DEFAULT_BACKLOG;
+  // Bound natively, not by Node: libuv unlinks a path it bound when the server closes, which
+  // would delete the socket a successor is serving on.
+  let fd: number;
+  try {
+    fd = native.unixListen(options.path, backlog);
+  } catch (err) {
+    if (
+      !hasCode(err, 'EADDRINUSE') ||
+      options.removeStale === false ||
+      !isStaleSocket(options.path)
+    ) {
+      throw err;
+    }
+    fs.unlinkSync(options.path);
+    fd = native.unixListen(options.path, backlog);
+  }
+  if (options.mode !== undefined) {
+    try {
+      fs.chmodSync(options.path, options.mode);
+    } catch (err) {
+      native.close(fd);
+      throw err;
+    }
+  }
+  return { kind: 'listener', fd, network: 'unix', addr: options.path };
+}
+
+function fdOf(source: FdSource): number {
+  if (typeof source === 'number') return source;
+  if (source instanceof net.Server || source instanceof net.Socket) {
+    const fd = (source as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
+    if (typeof fd !== 'number' || fd < 0) {
+      throw new TablerollError(
+        ErrorCodes.INVALID_ARGUMENT,
+        'the server or socket has no open descriptor (not listening or connected yet?)',
+      );
+    }
+    return fd;
+  }
+  if (typeof (source as FdHandle | null)?.fd === 'number') return source.fd;
+  throw new TablerollError(
+    ErrorCodes.INVALID_ARGUMENT,
+    'expected an fd, { fd }, a server or a socket',
+  );
+}
+
+function describe(
+  kind: FdKind,
+  fd: number,
+  name: string,
+): Pick<StoredFd, 'kind' | 'network' | 'addr'> {
+  const info = native.socketInfo(fd);
+  if (kind === 'file') return { kind, network: '', addr: name };
+  if (!info) {
+    throw new TablerollError(
+      ErrorCodes.INVALID_ARGUMENT,
+      `a ${kind} must be a socket; use addFile`,
+    );
+  }
+  if (kind === 'listener' && !(info.type === 'stream' && info.listening)) {
+    throw new TablerollError(
+      ErrorCodes.INVALID_ARGUMENT,
+      'a listener must be a listening stream socket',
+    );
+  }
+  return { kind, network: networkOf(info), addr: addressOf(info) };
+}
+
+function networkOf(info: SocketInfo): string {
+  if (info.family === 'unix') {
+    return info.type === 'dgram' ? 'unixgram' : info.type === 'seqpacket' ? 'unixpacket' : 'unix';
+  }
+  return info.type === 'dgram' ? 'udp' : 'tcp';
+}
+
+function addressOf(info: SocketInfo): string {
+  return info.family === 'unix' ? info.path : joinHostPort(info.address, info.port);
+}

@@ -1,0 +1,22 @@
+/**
+ * tableroll: zero-downtime upgrades for Node servers. Peer processes that share a coordination
+ * directory hand their listening sockets to each other, with no parent process.
+ */
+export { Upgrader, defaultOptions } from './upgrader.js';
+export type { CompletionReason, UpgraderEvents, UpgraderOptions } from './upgrader.js';
+export type { UpgraderState } from './upgrader-state.js';
+export { Fds } from './fd-store.js';
+export type {
+  FdHandle,
+  FdInfo,
+  FdSource,
+  TcpListenOptions,
+  UdpListenOptions,
+  UnixListenOptions,
+} from './fd-store.js';
+export type { FdKind } from './protocol.js';
+export { ErrorCodes, TablerollError } from './errors.js';
+export type { ErrorCode } from './errors.js';
+export type { Logger } from './logger.js';
+export { drainHttpServer, defaultDrainOptions } from './http-drain.js';
+export type { DrainOptions, DrainResult } from './http-drain.js';

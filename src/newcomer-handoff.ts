@@ -1,0 +1,153 @@
+/**
+ * The newcomer's side of a handoff: dial the owner named in `pid`, receive its descriptors,
+ * and later confirm with the ready message. Called with the coordination lock held.
+ */
+import { ErrorCodes, TablerollError, hasCode } from './errors.js';
+import { abortedBy, delay } from './deadline.js';
+import { isProcessGone, isTrustedUid, socketPath } from './coordination.js';
+import type { Logger } from './logger.js';
+import { native } from './native.js';
+import {
+  LENGTH_PREFIX_BYTES,
+  MAX_NAME_LENGTH,
+  checkReply,
+  decodeBlobBody,
+  decodeLength,
+  decodeMetadata,
+  encodeReady,
+  protocolError,
+  type MetadataEntry,
+} from './protocol.js';
+import type { StoredFd } from './fd-store.js';
+import { UnixChannel, closeAll } from './unix-channel.js';
+
+/** Pause between attempts while a live owner refuses us (it is busy or draining). */
+const REFUSED_RETRY_MS = 100;
+
+/** The outcome of dialing the owner. */
+export type TakeOver =
+  | { owner: false; reason: string }
+  | { owner: true; channel: UnixChannel; ownerPid: number; entries: StoredFd[] };
+
+/** The owner hung up before sending a single byte: it refuses requests in its current state. */
+class Refused extends Error {}
+
+/**
+ * Dials `ownerId` and receives its descriptors. A socket nobody accepts on, a missing socket,
+ * or an owner that died, mean there is no owner. A live owner that refuses is retried until
+ * `signal` fires: it is mid-transfer or draining and will go away.
+ */
+export async function takeOver(
+  dir: string,
+  ownerId: string,
+  signal: AbortSignal,
+  log: Logger,
+): Promise<TakeOver> {
+  const path = socketPath(dir, ownerId);
+  for (;;) {
+    let channel: UnixChannel;
+    try {
+      channel = await UnixChannel.connect(path, signal);
+    } catch (err) {
+      if (signal.aborted) throw abortedBy(signal);
+      const code = hasCode(err) ? err.code : 'unknown';
+      return { owner: false, reason: `could not connect to the owner's socket (${code})` };
+    }
+    const { pid, uid } = native.peerCredentials(channel.fd);
+    if (!isTrustedUid(uid)) {
+      channel.close();
+      throw new TablerollError(
+        ErrorCodes.PEER_REJECTED,
+        `the owner's socket ${path} belongs to a process of uid ${uid}; refusing its descriptors`,
+        { final: true },
+      );
+    }
+    try {
+      const entries = await receiveDescriptors(channel, signal);
+      return { owner: true, channel, ownerPid: pid, entries };
+    } catch (err) {
+      channel.close();
+      if (signal.aborted) throw abortedBy(signal);
+      if (isProcessGone(pid)) {
+        return { owner: false, reason: `the owner (pid ${pid}) died during the handoff` };
+      }
+      if (!(err instanceof Refused)) throw err;
+      log.info({ ownerPid: pid }, 'the owner refused the handoff for now; retrying');
+      await delay(REFUSED_RETRY_MS, signal);
+    }
+  }
+}
+
+async function receiveDescriptors(channel: UnixChannel, signal: AbortSignal): Promise<StoredFd[]> {
+  const entries = await receiveMetadata(channel, signal);
+  const received: StoredFd[] = [];
+  try {
+    for (const entry of entries) {
+      const { data, fds } = await channel.readWithFds(MAX_NAME_LENGTH, signal);
+      if (fds.length === 0 && data.length === 0) {
+        throw new TablerollError(
+          ErrorCodes.HANDOFF_FAILED,
+          `the owner closed the connection after ${received.length} of ${entries.length} descriptors`,
+        );
+      }
+      for (const fd of fds) received.push({ ...entry, fd, inherited: true });
+      if (fds.length !== 1)
+        throw protocolError(`${describe(entry)} came with ${fds.length} descriptors, not 1`);
+      if (data.length >= MAX_NAME_LENGTH)
+        throw protocolError(`the name of ${describe(entry)} is too long`);
+    }
+    // The owner must now wait for us; anything more it sent is a violation.
+    const extra = channel.readNow(1);
+    if (extra && (extra.fds.length > 0 || extra.data.length > 0)) {
+      closeAll(extra.fds);
+      throw protocolError(
+        `the owner sent more than the ${entries.length} descriptors it announced`,
+      );
+    }
+  } catch (err) {
+    closeAll(received.map((entry) => entry.fd));
+    throw err;
+  }
+  return received;
+}
+
+async function receiveMetadata(
+  channel: UnixChannel,
+  signal: AbortSignal,
+): Promise<MetadataEntry[]> {
+  let head: Buffer;
+  try {
+    const first = await channel.readWithFds(LENGTH_PREFIX_BYTES, signal);
+    if (first.fds.length > 0) {
+      closeAll(first.fds);
+      throw protocolError('descriptors arrived with the metadata length');
+    }
+    if (first.data.length === 0) throw new Refused();
+    head = first.data;
+  } catch (err) {
+    if (err instanceof TablerollError && err.code === ErrorCodes.HANDOFF_FAILED)
+      throw new Refused();
+    throw err;
+  }
+  if (head.length < LENGTH_PREFIX_BYTES) {
+    head = Buffer.concat([
+      head,
+      await channel.readExact(LENGTH_PREFIX_BYTES - head.length, signal),
+    ]);
+  }
+  const length = decodeLength(head);
+  const { version, value } = decodeBlobBody(await channel.readExact(length, signal));
+  return decodeMetadata(version, value);
+}
+
+function describe(entry: MetadataEntry): string {
+  return `${entry.kind} ${JSON.stringify(entry.id)}`;
+}
+
+/** Sends the ready message and checks the owner's "stepping down" reply. */
+export async function confirmReady(channel: UnixChannel, signal: AbortSignal): Promise<void> {
+  await channel.write(encodeReady(), signal);
+  const length = decodeLength(await channel.readExact(LENGTH_PREFIX_BYTES, signal));
+  const { value } = decodeBlobBody(await channel.readExact(length, signal));
+  checkReply(value);
+}

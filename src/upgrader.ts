@@ -1,0 +1,458 @@
+/**
+ * The Upgrader: one per process. It inherits the listening sockets of the current owner of a
+ * coordination directory (or finds none), becomes the owner in `ready()`, and later hands its
+ * sockets to the next process that starts on the same directory.
+ */
+import { EventEmitter } from 'eventemitter3';
+import {
+  PidFile,
+  bindUpgradeSocket,
+  isProcessGone,
+  isTrustedUid,
+  prepareDirectory,
+  unlinkUpgradeSocket,
+  validateId,
+  type UpgradeSocket,
+} from './coordination.js';
+import { deadline, throwIfAborted, type Deadline } from './deadline.js';
+import { ErrorCodes, TablerollError } from './errors.js';
+import { Fds, type StoredFd } from './fd-store.js';
+import { resolveLogger, type Logger } from './logger.js';
+import { READABLE, native, type Poller } from './native.js';
+import { confirmReady, takeOver } from './newcomer-handoff.js';
+import { awaitReady, replySteppingDown, sendDescriptors } from './owner-handoff.js';
+import { StateMachine, type UpgraderState } from './upgrader-state.js';
+import { UnixChannel } from './unix-channel.js';
+
+/** Options of `Upgrader.create`. */
+export interface UpgraderOptions {
+  /**
+   * Longest a handoff may take, from the newcomer's connection to its ready message, on both
+   * sides. An owner whose newcomer is late goes back to being the owner.
+   */
+  upgradeTimeoutMs?: number;
+  /** Longest `create` waits for the coordination lock (another newcomer holds it). */
+  lockTimeoutMs?: number;
+  /** A pino-compatible logger. Silent by default; NODE_DEBUG=tableroll logs to stderr. */
+  logger?: Logger;
+  /** Aborts `create` and an unfinished handoff. */
+  signal?: AbortSignal;
+}
+
+/** The defaults of UpgraderOptions. */
+export const defaultOptions: Readonly<{ upgradeTimeoutMs: number; lockTimeoutMs: number }> =
+  Object.freeze({ upgradeTimeoutMs: 60_000, lockTimeoutMs: 60_000 });
+
+/** Why `upgradeComplete()` resolved. */
+export type CompletionReason = 'upgraded' | 'stopped';
+
+/** Events of an Upgrader, for tests and supervisors that await real happenings. */
+export interface UpgraderEvents {
+  /** Every state change. */
+  state: (to: UpgraderState, from: UpgraderState) => void;
+  /** Owner: a newcomer connected and the transfer began. */
+  'upgrade-started': (info: { peerPid: number }) => void;
+  /** Owner: the transfer failed and we are the owner again. Newcomer: the handoff failed. */
+  'upgrade-failed': (error: TablerollError) => void;
+  /** Owner: the newcomer took over; drain and exit. */
+  'upgrade-completed': () => void;
+  /** This process became the owner. */
+  owner: () => void;
+  /** `stop()` ran. */
+  stopped: () => void;
+}
+
+interface Session {
+  channel: UnixChannel;
+  ownerPid: number;
+  /** Bounds the whole handoff, receiving and ready included. */
+  limit: Deadline;
+  /** Cancels the watch for the owner hanging up before ready(). */
+  watch: AbortController;
+}
+
+interface Parts {
+  dir: string;
+  id: string;
+  options: UpgraderOptions & { upgradeTimeoutMs: number; lockTimeoutMs: number };
+  log: Logger;
+  socket: UpgradeSocket;
+  pidFile: PidFile;
+  session: Session | null;
+  inherited: StoredFd[];
+}
+
+/** Coordinates zero-downtime upgrades with the other processes of a coordination directory. */
+export class Upgrader extends EventEmitter<UpgraderEvents> {
+  /** The coordination directory. */
+  readonly dir: string;
+  /** This process's id in it. */
+  readonly id: string;
+  /** The descriptors this process serves on and will hand over. */
+  readonly fds: Fds;
+
+  private readonly options: Parts['options'];
+  private readonly log: Logger;
+  private readonly machine: StateMachine;
+  private readonly socket: UpgradeSocket;
+  private readonly acceptPoller: Poller;
+  private readonly stopController = new AbortController();
+  private readonly completion: Promise<CompletionReason>;
+  private complete!: (reason: CompletionReason) => void;
+  private pidFile: PidFile | null;
+  private session: Session | null;
+  private sessionError: TablerollError | null = null;
+  private transfer: UnixChannel | null = null;
+  private readyCalled = false;
+
+  /**
+   * Joins the coordination directory `dir` as `id` (unique per process; the pid is the usual
+   * choice). Resolves once this process has inherited the owner's descriptors, or found no
+   * owner. Either way it holds the coordination lock until `ready()`.
+   */
+  static async create(dir: string, id: string, options: UpgraderOptions = {}): Promise<Upgrader> {
+    const opts = { ...defaultOptions, ...checkOptions(options) };
+    validateId(dir, id);
+    throwIfAborted(opts.signal);
+    prepareDirectory(dir);
+    const log = resolveLogger(opts.logger, { component: 'tableroll', id });
+    const socket = bindUpgradeSocket(dir, id, log);
+    let pidFile: PidFile | null = null;
+    try {
+      pidFile = PidFile.open(dir);
+      const lockWait = deadline(
+        opts.lockTimeoutMs,
+        'waiting for the coordination lock',
+        opts.signal,
+      );
+      try {
+        await pidFile.lock(lockWait.signal, log);
+      } finally {
+        lockWait.dispose();
+      }
+      const { session, inherited } = await inheritFromOwner(dir, id, pidFile.read(), opts, log);
+      return new Upgrader({ dir, id, options: opts, log, socket, pidFile, session, inherited });
+    } catch (err) {
+      pidFile?.close();
+      native.close(socket.fd);
+      unlinkUpgradeSocket(socket);
+      throw err;
+    }
+  }
+
+  private constructor(parts: Parts) {
+    super();
+    this.dir = parts.dir;
+    this.id = parts.id;
+    this.options = parts.options;
+    this.log = parts.log;
+    this.socket = parts.socket;
+    this.pidFile = parts.pidFile;
+    this.session = parts.session;
+    this.completion = new Promise((resolve) => (this.complete = resolve));
+    this.machine = new StateMachine((to, from) => {
+      this.log.debug({ from, to }, 'state change');
+      this.emit('state', to, from);
+    });
+    this.fds = new Fds(
+      { assertMutable: () => this.assertMutable(), assertUsable: () => this.assertUsable() },
+      parts.inherited,
+    );
+    this.acceptPoller = new native.Poller(this.socket.fd, () => this.acceptAll());
+    // Upgrade requests must not keep a process alive that has nothing else to do.
+    this.acceptPoller.unref();
+    this.acceptPoller.start(READABLE);
+    if (this.session) this.watchSession(this.session);
+  }
+
+  /** The current state. */
+  get state(): UpgraderState {
+    return this.machine.state;
+  }
+
+  /**
+   * Call once the application serves on its descriptors. Completes the handoff with the old
+   * owner (which then steps down) and makes this process the owner. A rejection is final:
+   * the old owner still owns the sockets, and this process should exit.
+   */
+  async ready(): Promise<void> {
+    if (this.readyCalled) {
+      throw new TablerollError(ErrorCodes.ALREADY_READY, 'ready() was already called');
+    }
+    this.readyCalled = true;
+    this.assertUsable();
+    if (this.sessionError) throw this.sessionError;
+    const session = this.session;
+    if (session) await this.confirmWithOwner(session);
+    if (this.state === 'stopped') throw stoppedError();
+    this.pidFile!.write(this.id);
+    this.machine.transition('owner');
+    this.endSession();
+    this.releaseLock();
+    this.log.info('this process is now the owner');
+    this.emit('owner');
+  }
+
+  /**
+   * Resolves when this process no longer owns its descriptors: 'upgraded' once a newcomer took
+   * over (drain and exit), or 'stopped' after `stop()`.
+   */
+  upgradeComplete(): Promise<CompletionReason> {
+    return this.completion;
+  }
+
+  /**
+   * Releases everything the Upgrader holds: the lock, an unfinished handoff, its upgrade socket
+   * (unlinked, only if it is still ours) and the store's own copies of the descriptors. The
+   * duplicates handed to the application stay open. Idempotent.
+   */
+  stop(): void {
+    if (this.state === 'stopped') return;
+    this.machine.transition('stopped');
+    this.stopController.abort(stoppedError());
+    this.acceptPoller.close();
+    native.close(this.socket.fd);
+    unlinkUpgradeSocket(this.socket);
+    this.transfer?.close();
+    this.endSession();
+    this.releaseLock();
+    this.fds.closeAll();
+    this.complete('stopped');
+    this.emit('stopped');
+  }
+
+  private async confirmWithOwner(session: Session): Promise<void> {
+    session.watch.abort();
+    try {
+      await confirmReady(session.channel, session.limit.signal);
+    } catch (err) {
+      if (this.state === 'stopped') throw stoppedError();
+      const failure = asHandoffFailure(err);
+      // The owner died after giving us everything: nobody else can own these sockets now.
+      if (failure.code !== ErrorCodes.PROTOCOL && isProcessGone(session.ownerPid)) {
+        this.log.warn(
+          { ownerPid: session.ownerPid },
+          'the owner died before replying; taking over',
+        );
+        return;
+      }
+      this.failSession(failure);
+      throw this.sessionError!;
+    }
+  }
+
+  /** Newcomer: fail the handoff if the owner hangs up or the deadline passes before ready(). */
+  private watchSession(session: Session): void {
+    const until = deadline(Infinity, 'the handoff', session.limit.signal, session.watch.signal);
+    session.channel
+      .untilPeerSpeaks(until.signal)
+      .then(
+        () => this.failSession(handoffError('the owner hung up before ready() was called')),
+        (err: unknown) => {
+          if (!session.watch.signal.aborted) this.failSession(asHandoffFailure(err));
+        },
+      )
+      .finally(() => until.dispose());
+  }
+
+  private failSession(error: TablerollError): void {
+    if (!this.session) return;
+    this.endSession();
+    this.releaseLock();
+    this.sessionError = new TablerollError(error.code, error.message, {
+      cause: error.cause,
+      final: true,
+    });
+    this.log.warn({ err: error }, 'the handoff from the previous owner failed');
+    this.emit('upgrade-failed', this.sessionError);
+  }
+
+  private endSession(): void {
+    const session = this.session;
+    if (!session) return;
+    this.session = null;
+    session.watch.abort();
+    session.limit.dispose();
+    session.channel.close();
+  }
+
+  private releaseLock(): void {
+    this.pidFile?.close();
+    this.pidFile = null;
+  }
+
+  private acceptAll(): void {
+    for (;;) {
+      let fd: number;
+      try {
+        fd = native.accept(this.socket.fd);
+      } catch (err) {
+        this.log.error({ err }, 'accepting an upgrade request failed');
+        return;
+      }
+      if (fd < 0) return;
+      this.onUpgradeRequest(fd);
+    }
+  }
+
+  private onUpgradeRequest(fd: number): void {
+    if (this.state !== 'owner') {
+      // The protocol's refusal: close without a word.
+      this.log.info({ state: this.state }, 'refused an upgrade request: not the owner now');
+      native.close(fd);
+      return;
+    }
+    const peer = native.peerCredentials(fd);
+    if (!isTrustedUid(peer.uid)) {
+      this.log.warn(
+        { peerPid: peer.pid, peerUid: peer.uid },
+        'refused an upgrade request from another user',
+      );
+      native.close(fd);
+      return;
+    }
+    const channel = new UnixChannel(fd);
+    this.transfer = channel;
+    this.machine.transition('transferring');
+    this.log.info({ peerPid: peer.pid }, 'handing our descriptors to a newcomer');
+    this.emit('upgrade-started', { peerPid: peer.pid });
+    void this.runTransfer(channel);
+  }
+
+  private async runTransfer(channel: UnixChannel): Promise<void> {
+    const limit = deadline(
+      this.options.upgradeTimeoutMs,
+      'the handoff',
+      this.stopController.signal,
+    );
+    try {
+      await sendDescriptors(channel, this.fds.snapshot(), limit.signal);
+      await awaitReady(channel, limit.signal);
+      if (this.state !== 'transferring') return;
+      await replySteppingDown(channel, limit.signal, this.log);
+      if (this.state !== 'transferring') return;
+      this.machine.transition('draining');
+      this.log.info('the newcomer took over; draining');
+      this.complete('upgraded');
+      this.emit('upgrade-completed');
+    } catch (err) {
+      if (this.state !== 'transferring') return;
+      const failure = asHandoffFailure(err);
+      this.machine.transition('owner');
+      this.log.warn({ err: failure }, 'the handoff failed; still the owner');
+      this.emit('upgrade-failed', failure);
+    } finally {
+      limit.dispose();
+      channel.close();
+      if (this.transfer === channel) this.transfer = null;
+    }
+  }
+
+  private assertMutable(): void {
+    switch (this.state) {
+      case 'transferring':
+        throw new TablerollError(
+          ErrorCodes.STORE_LOCKED,
+          'the descriptors are being handed to a newcomer; retry when the handoff has ended',
+        );
+      case 'draining':
+      case 'stopped':
+        throw new TablerollError(
+          ErrorCodes.STORE_CLOSED,
+          `the fd store no longer changes: the upgrader is ${this.state}`,
+          { final: true },
+        );
+      default:
+    }
+  }
+
+  private assertUsable(): void {
+    if (this.state === 'stopped') throw stoppedError();
+  }
+}
+
+async function inheritFromOwner(
+  dir: string,
+  id: string,
+  owner: Buffer,
+  opts: Parts['options'],
+  log: Logger,
+): Promise<{ session: Session | null; inherited: StoredFd[] }> {
+  const none = { session: null, inherited: [] };
+  if (owner.length === 0) {
+    log.info('no owner: starting with an empty fd store');
+    return none;
+  }
+  const ownerId = owner.toString('utf8');
+  // Go dials itself here and then fails forever.
+  if (ownerId === id) {
+    log.warn('the pid file names our own id, left by an earlier process: no owner');
+    return none;
+  }
+  const limit = deadline(opts.upgradeTimeoutMs, 'the handoff', opts.signal);
+  try {
+    validateId(dir, ownerId);
+    const result = await takeOver(dir, ownerId, limit.signal, log);
+    if (!result.owner) {
+      log.warn({ ownerId, reason: result.reason }, 'no owner: starting with an empty fd store');
+      limit.dispose();
+      return none;
+    }
+    log.info(
+      { ownerId, ownerPid: result.ownerPid, count: result.entries.length },
+      'inherited descriptors',
+    );
+    const session = {
+      channel: result.channel,
+      ownerPid: result.ownerPid,
+      limit,
+      watch: new AbortController(),
+    };
+    return { session, inherited: result.entries };
+  } catch (err) {
+    limit.dispose();
+    throw err;
+  }
+}
+
+function checkOptions(options: UpgraderOptions): UpgraderOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw new TablerollError(ErrorCodes.INVALID_ARGUMENT, 'options must be an object');
+  }
+  for (const key of ['upgradeTimeoutMs', 'lockTimeoutMs'] as const) {
+    const value = options[key];
+    if (value !== undefined && !(typeof value === 'number' && value > 0)) {
+      throw new TablerollError(
+        ErrorCodes.INVALID_ARGUMENT,
+        `${key} must be a positive number of milliseconds`,
+      );
+    }
+  }
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+    throw new TablerollError(ErrorCodes.INVALID_ARGUMENT, 'signal must be an AbortSignal');
+  }
+  const logger = options.logger as Partial<Logger> | undefined;
+  if (
+    logger !== undefined &&
+    (typeof logger?.info !== 'function' || typeof logger.warn !== 'function')
+  ) {
+    throw new TablerollError(
+      ErrorCodes.INVALID_ARGUMENT,
+      'logger must be pino-compatible (info, warn, ...)',
+    );
+  }
+  return options;
+}
+
+function stoppedError(): TablerollError {
+  return new TablerollError(ErrorCodes.STOPPED, 'the upgrader was stopped', { final: true });
+}
+
+function handoffError(message: string): TablerollError {
+  return new TablerollError(ErrorCodes.HANDOFF_FAILED, message, { final: true });
+}
+
+function asHandoffFailure(err: unknown): TablerollError {
+  if (err instanceof TablerollError) return err;
+  return new TablerollError(ErrorCodes.HANDOFF_FAILED, 'the handoff failed', { cause: err });
+}
