@@ -1,0 +1,211 @@
+/**
+ * Shared test helpers: temp directories, child processes that speak JSON lines, waiting with
+ * deadlines (never sleeping), fd counting and HTTP requests on loopback.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TestContext } from 'node:test';
+
+/** The repository root (tests run from dist/test). */
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/** Compiled fixtures. */
+export const FIXTURES = path.join(ROOT, 'dist/test/fixtures');
+
+/** A fresh temp directory, removed after the test. Short, to leave room for socket paths. */
+export function tempDir(t: TestContext, prefix = 'tr-'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Polls `check` until it returns a truthy value or `timeoutMs` passes. */
+export async function until<T>(
+  check: () => T | Promise<T>,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<NonNullable<T>> {
+  const end = Date.now() + timeoutMs;
+  for (let pause = 1; ; pause = Math.min(pause * 2, 25)) {
+    const value = await check();
+    if (value) return value as NonNullable<T>;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, pause));
+  }
+}
+
+/** Resolves with the first event `name` of `emitter`, or rejects after `timeoutMs`. */
+export function nextEvent<T = unknown>(
+  emitter: object,
+  name: string,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const source = emitter as { once(name: string, fn: (value: T) => void): unknown };
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`no ${name} event within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    source.once(name, (value: T) => {
+      clearTimeout(timer);
+      resolve(value);
+    });
+  });
+}
+
+/** The number of open fds of this process. */
+export function openFdCount(): number {
+  return fs.readdirSync('/proc/self/fd').length;
+}
+
+/** True when FD_CLOEXEC is set on `fd` of process `pid` (O_CLOEXEC in fdinfo flags). */
+export function hasCloexec(fd: number, pid: number | 'self' = 'self'): boolean {
+  const info = fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+  const flags = /flags:\s*([0-7]+)/.exec(info)?.[1] ?? '0';
+  return (parseInt(flags, 8) & 0o2000000) !== 0;
+}
+
+/** A JSON line a child printed. */
+export type Line = Record<string, unknown> & { event?: string };
+
+/** A child process whose stdout is read as JSON lines. */
+export class Child {
+  readonly proc: ChildProcess;
+  readonly lines: Line[] = [];
+  stderr = '';
+  private waiters: (() => void)[] = [];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor(
+    command: string,
+    args: string[],
+    options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+  ) {
+    this.proc = spawn(command, args, {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, ...options.env },
+      cwd: options.cwd,
+    });
+    let buffered = '';
+    this.proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      buffered += chunk;
+      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+        const text = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        try {
+          this.lines.push(JSON.parse(text) as Line);
+        } catch {
+          this.lines.push({ event: 'text', text });
+        }
+      }
+      this.notify();
+    });
+    this.proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+      this.stderr += chunk;
+    });
+    this.exited = new Promise((resolve) => {
+      this.proc.once('exit', (code, signal) => {
+        this.notify();
+        resolve({ code, signal });
+      });
+    });
+  }
+
+  get pid(): number {
+    return this.proc.pid!;
+  }
+
+  get alive(): boolean {
+    return this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  /** The first line (from index `from`) matching `match`, waiting up to `timeoutMs`. */
+  async line(
+    match: string | ((line: Line) => boolean),
+    timeoutMs = 15_000,
+    from = 0,
+  ): Promise<Line> {
+    const test = typeof match === 'string' ? (line: Line) => line.event === match : match;
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.lines.slice(from).find(test);
+      if (found) return found;
+      if (!this.alive) {
+        throw new Error(`process exited before printing ${String(match)}; stderr: ${this.stderr}`);
+      }
+      const left = end - Date.now();
+      if (left <= 0)
+        throw new Error(`no line ${String(match)} within ${timeoutMs} ms; stderr: ${this.stderr}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** Writes a line to the child's stdin. */
+  send(text: string): void {
+    this.proc.stdin!.write(text + '\n');
+  }
+
+  /** Sends `signal` and waits for the exit. */
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    if (this.alive) this.proc.kill(signal);
+    await this.exited;
+  }
+
+  private notify(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+}
+
+/** Starts a compiled fixture with node; it is SIGKILLed after the test if still running. */
+export function startFixture(
+  t: TestContext,
+  name: string,
+  args: string[],
+  env?: NodeJS.ProcessEnv,
+): Child {
+  const child = new Child(process.execPath, [path.join(FIXTURES, name), ...args], { env });
+  t.after(() => child.kill());
+  return child;
+}
+
+/** Starts any command; it is SIGKILLed after the test if still running. */
+export function startCommand(
+  t: TestContext,
+  command: string,
+  args: string[],
+  env?: NodeJS.ProcessEnv,
+): Child {
+  const child = new Child(command, args, { env });
+  t.after(() => child.kill());
+  return child;
+}
+
+/** One HTTP GET on a fresh connection; resolves with status and body. */
+export function httpGet(
+  target: { port: number; host?: string } | { socketPath: string },
+  urlPath = '/',
+  agent: http.Agent | false = false,
+): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ ...target, path: urlPath, agent, timeout: 10_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('request timed out')));
+    req.on('error', reject);
+  });
+}
