@@ -223,6 +223,19 @@ export function unlinkUpgradeSocket(sock: UpgradeSocket): void {
   }
 }
 
+/**
+ * True when process `pid` exits within `withinMs`. A dying process closes its fds before it
+ * becomes a zombie, so a peer's hang-up can be seen a moment before the exit is.
+ */
+export async function processExited(pid: number, withinMs = 500): Promise<boolean> {
+  const end = Date.now() + withinMs;
+  for (;;) {
+    if (isProcessGone(pid)) return true;
+    if (Date.now() >= end) return false;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
 /** True when process `pid` no longer exists or is a zombie: it can hold nothing any more. */
 export function isProcessGone(pid: number): boolean {
   if (pid <= 0) return false;

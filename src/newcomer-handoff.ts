@@ -4,7 +4,7 @@
  */
 import { ErrorCodes, TablerollError, hasCode } from './errors.js';
 import { abortedBy, delay } from './deadline.js';
-import { isProcessGone, isTrustedUid, socketPath } from './coordination.js';
+import { isTrustedUid, processExited, socketPath } from './coordination.js';
 import type { Logger } from './logger.js';
 import { native } from './native.js';
 import {
@@ -68,7 +68,7 @@ export async function takeOver(
     } catch (err) {
       channel.close();
       if (signal.aborted) throw abortedBy(signal);
-      if (isProcessGone(pid)) {
+      if (await processExited(pid)) {
         return { owner: false, reason: `the owner (pid ${pid}) died during the handoff` };
       }
       if (!(err instanceof Refused)) throw err;

@@ -7,7 +7,7 @@ import { EventEmitter } from 'eventemitter3';
 import {
   PidFile,
   bindUpgradeSocket,
-  isProcessGone,
+  processExited,
   isTrustedUid,
   prepareDirectory,
   unlinkUpgradeSocket,
@@ -103,6 +103,8 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
   private session: Session | null;
   private sessionError: TablerollError | null = null;
   private transfer: UnixChannel | null = null;
+  /** Newcomer: the owner died after handing everything over; ready() takes over alone. */
+  private ownerGone = false;
   private readyCalled = false;
 
   /**
@@ -183,8 +185,8 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     this.assertUsable();
     if (this.sessionError) throw this.sessionError;
     const session = this.session;
-    if (session) await this.confirmWithOwner(session);
-    if (this.state === 'stopped') throw stoppedError();
+    if (session && !this.ownerGone) await this.confirmWithOwner(session);
+    if (this.isStopped()) throw stoppedError();
     this.pidFile!.write(this.id);
     this.machine.transition('owner');
     this.endSession();
@@ -226,16 +228,17 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     try {
       await confirmReady(session.channel, session.limit.signal);
     } catch (err) {
-      if (this.state === 'stopped') throw stoppedError();
+      if (this.isStopped()) throw stoppedError();
       const failure = asHandoffFailure(err);
       // The owner died after giving us everything: nobody else can own these sockets now.
-      if (failure.code !== ErrorCodes.PROTOCOL && isProcessGone(session.ownerPid)) {
+      if (failure.code !== ErrorCodes.PROTOCOL && (await processExited(session.ownerPid))) {
         this.log.warn(
           { ownerPid: session.ownerPid },
           'the owner died before replying; taking over',
         );
         return;
       }
+      if (this.isStopped()) throw stoppedError();
       this.failSession(failure);
       throw this.sessionError!;
     }
@@ -247,12 +250,26 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     session.channel
       .untilPeerSpeaks(until.signal)
       .then(
-        () => this.failSession(handoffError('the owner hung up before ready() was called')),
+        () => this.onOwnerHungUp(session),
         (err: unknown) => {
           if (!session.watch.signal.aborted) this.failSession(asHandoffFailure(err));
         },
       )
       .finally(() => until.dispose());
+  }
+
+  private async onOwnerHungUp(session: Session): Promise<void> {
+    // Dead, it owns nothing: we hold every descriptor and the lock, so we may take over.
+    if (await processExited(session.ownerPid)) {
+      if (this.session !== session) return;
+      this.ownerGone = true;
+      this.log.warn(
+        { ownerPid: session.ownerPid },
+        'the owner died after handing over; ready() takes over',
+      );
+      return;
+    }
+    this.failSession(handoffError('the owner hung up before ready() was called'));
   }
 
   private failSession(error: TablerollError): void {
@@ -366,8 +383,13 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     }
   }
 
+  // A method, not a comparison, so TypeScript does not narrow the state across awaits.
+  private isStopped(): boolean {
+    return this.machine.state === 'stopped';
+  }
+
   private assertUsable(): void {
-    if (this.state === 'stopped') throw stoppedError();
+    if (this.isStopped()) throw stoppedError();
   }
 }
 

@@ -2,13 +2,15 @@
  * Shared test helpers: temp directories, child processes that speak JSON lines, waiting with
  * deadlines (never sleeping), fd counting and HTTP requests on loopback.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
+import { Child } from '../scripts/child.js';
+
+export { Child, type Line } from '../scripts/child.js';
 
 /** The repository root (tests run from dist/test). */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -31,7 +33,7 @@ export async function until<T>(
   const end = Date.now() + timeoutMs;
   for (let pause = 1; ; pause = Math.min(pause * 2, 25)) {
     const value = await check();
-    if (value) return value as NonNullable<T>;
+    if (value) return value;
     if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, pause));
   }
@@ -66,105 +68,6 @@ export function hasCloexec(fd: number, pid: number | 'self' = 'self'): boolean {
   const info = fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
   const flags = /flags:\s*([0-7]+)/.exec(info)?.[1] ?? '0';
   return (parseInt(flags, 8) & 0o2000000) !== 0;
-}
-
-/** A JSON line a child printed. */
-export type Line = Record<string, unknown> & { event?: string };
-
-/** A child process whose stdout is read as JSON lines. */
-export class Child {
-  readonly proc: ChildProcess;
-  readonly lines: Line[] = [];
-  stderr = '';
-  private waiters: (() => void)[] = [];
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-
-  constructor(
-    command: string,
-    args: string[],
-    options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
-  ) {
-    this.proc = spawn(command, args, {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, ...options.env },
-      cwd: options.cwd,
-    });
-    let buffered = '';
-    this.proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      buffered += chunk;
-      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
-        const text = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        try {
-          this.lines.push(JSON.parse(text) as Line);
-        } catch {
-          this.lines.push({ event: 'text', text });
-        }
-      }
-      this.notify();
-    });
-    this.proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-      this.stderr += chunk;
-    });
-    this.exited = new Promise((resolve) => {
-      this.proc.once('exit', (code, signal) => {
-        this.notify();
-        resolve({ code, signal });
-      });
-    });
-  }
-
-  get pid(): number {
-    return this.proc.pid!;
-  }
-
-  get alive(): boolean {
-    return this.proc.exitCode === null && this.proc.signalCode === null;
-  }
-
-  /** The first line (from index `from`) matching `match`, waiting up to `timeoutMs`. */
-  async line(
-    match: string | ((line: Line) => boolean),
-    timeoutMs = 15_000,
-    from = 0,
-  ): Promise<Line> {
-    const test = typeof match === 'string' ? (line: Line) => line.event === match : match;
-    const end = Date.now() + timeoutMs;
-    for (;;) {
-      const found = this.lines.slice(from).find(test);
-      if (found) return found;
-      if (!this.alive) {
-        throw new Error(`process exited before printing ${String(match)}; stderr: ${this.stderr}`);
-      }
-      const left = end - Date.now();
-      if (left <= 0)
-        throw new Error(`no line ${String(match)} within ${timeoutMs} ms; stderr: ${this.stderr}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
-  }
-
-  /** Writes a line to the child's stdin. */
-  send(text: string): void {
-    this.proc.stdin!.write(text + '\n');
-  }
-
-  /** Sends `signal` and waits for the exit. */
-  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    if (this.alive) this.proc.kill(signal);
-    await this.exited;
-  }
-
-  private notify(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const wake of waiters) wake();
-  }
 }
 
 /** Starts a compiled fixture with node; it is SIGKILLed after the test if still running. */

@@ -343,7 +343,7 @@ describe('handoff between two upgraders in one process', () => {
     assert.equal(buf.toString(), 'kept');
     // The connection still works six processes later.
     client.destroy();
-    const conn = new net.Socket(previous.fds.conn('c1')!);
+    const conn = new net.Socket(previous.fds.conn('c1'));
     const echoed = nextEvent<Buffer>(peer, 'data');
     conn.end('still here');
     assert.equal((await echoed).toString(), 'still here');

@@ -1,0 +1,192 @@
+/**
+ * Handoffs between separate processes (test/fixtures/upgrader-process.ts), with real signals:
+ * chains, hundreds of listeners, deaths at each side, hung and concurrent newcomers, garbage.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, it, type TestContext } from 'node:test';
+import { native } from '../src/native.js';
+import { startLoad } from '../scripts/http-load.js';
+import { httpGet, startFixture, tempDir, until, type Child, type Line } from './helpers.js';
+
+const FIXTURE = 'upgrader-process.js';
+
+function start(t: TestContext, dir: string, id: string, ...args: string[]): Child {
+  return startFixture(t, FIXTURE, ['--dir', dir, '--id', id, ...args]);
+}
+
+/** The port a fixture printed for listener `id`. */
+async function portOf(child: Child, id = 'web'): Promise<number> {
+  const line = await child.line((l: Line) => l.event === 'listening' && l.id === id);
+  return (line.address as { port: number }).port;
+}
+
+const pidBody = (child: Child): string => `hello from ${child.pid}`;
+
+describe('handoffs between processes', () => {
+  it('passes TCP and unix listeners down a chain of 10 processes under load with no failure', async (t) => {
+    const dir = tempDir(t);
+    const socketPath = path.join(dir, 'web.sock');
+    const listen = ['--tcp', 'web', '--unix', `unix=${socketPath}`];
+    let current = start(t, dir, 'p0', ...listen);
+    const port = await portOf(current);
+    await current.line('ready');
+    const tcpLoad = startLoad(
+      { host: '127.0.0.1', port },
+      { keepAliveClients: 2, freshClients: 2, maxMs: 60_000 },
+    );
+    const unixLoad = startLoad(
+      { socketPath },
+      { keepAliveClients: 1, freshClients: 1, maxMs: 60_000 },
+    );
+    for (let i = 1; i < 10; i++) {
+      const next = start(t, dir, `p${i}`, ...listen);
+      assert.equal(await portOf(next), port);
+      await next.line('ready');
+      assert.deepEqual(await current.exited, { code: 0, signal: null });
+      current = next;
+    }
+    const [tcp, unix] = await Promise.all([tcpLoad.stop(), unixLoad.stop()]);
+    assert.deepEqual(
+      [tcp.failed, unix.failed],
+      [0, 0],
+      JSON.stringify([tcp.reasons, unix.reasons]),
+    );
+    assert.ok(tcp.ok > 20 && unix.ok > 10, `served ${tcp.ok} TCP and ${unix.ok} unix requests`);
+    assert.ok(fs.statSync(socketPath).isSocket());
+    assert.equal((await httpGet({ port, host: '127.0.0.1' })).body.trim(), pidBody(current));
+    assert.equal((await httpGet({ socketPath })).body.trim(), pidBody(current));
+    assert.equal(fs.readFileSync(path.join(dir, 'pid'), 'utf8'), 'p9');
+  });
+
+  it('hands over 500 listeners', async (t) => {
+    const dir = tempDir(t);
+    const first = start(t, dir, 'a', '--listeners', '500');
+    await first.line('ready');
+    const second = start(t, dir, 'b', '--listeners', '500');
+    const created = await second.line('created');
+    assert.equal((created.inherited as unknown[]).length, 500);
+    await second.line('ready');
+    assert.equal((await first.exited).code, 0);
+  });
+
+  it('survives a newcomer SIGKILLed before ready: the owner keeps serving, the next upgrade works', async (t) => {
+    const dir = tempDir(t);
+    const owner = start(t, dir, 'a', '--tcp', 'web');
+    const port = await portOf(owner);
+    await owner.line('ready');
+    const doomed = start(t, dir, 'b', '--tcp', 'web', '--ready', 'stdin');
+    await doomed.line('listening');
+    await doomed.kill('SIGKILL');
+    const failed = await owner.line('upgrade-failed');
+    assert.equal(failed.code, 'ERR_TABLEROLL_HANDOFF_FAILED');
+    assert.equal((await httpGet({ port, host: '127.0.0.1' })).body.trim(), pidBody(owner));
+    const next = start(t, dir, 'c', '--tcp', 'web');
+    await next.line('ready');
+    await owner.exited;
+    assert.equal((await httpGet({ port, host: '127.0.0.1' })).body.trim(), pidBody(next));
+  });
+
+  it('survives the owner SIGKILLed mid-handoff: the newcomer takes over, the next upgrade works', async (t) => {
+    const dir = tempDir(t);
+    const owner = start(t, dir, 'a', '--tcp', 'web');
+    const port = await portOf(owner);
+    await owner.line('ready');
+    const newcomer = start(t, dir, 'b', '--tcp', 'web', '--ready', 'stdin');
+    assert.equal(await portOf(newcomer), port);
+    await owner.kill('SIGKILL');
+    newcomer.send('ready');
+    await newcomer.line('ready');
+    assert.equal((await httpGet({ port, host: '127.0.0.1' })).body.trim(), pidBody(newcomer));
+    assert.equal(fs.readFileSync(path.join(dir, 'pid'), 'utf8'), 'b');
+    const next = start(t, dir, 'c', '--tcp', 'web');
+    await next.line('ready');
+    await newcomer.exited;
+  });
+
+  it('times out a hung newcomer promptly and hands over to the next one', async (t) => {
+    const dir = tempDir(t);
+    const owner = start(t, dir, 'a', '--tcp', 'web', '--timeout', '500');
+    const port = await portOf(owner);
+    await owner.line('ready');
+    const hung = start(t, dir, 'b', '--tcp', 'web', '--ready', 'stdin');
+    await hung.line('created');
+    const failed = await owner.line('upgrade-failed');
+    assert.equal(failed.code, 'ERR_TABLEROLL_TIMEOUT');
+    // The hung newcomer let go of the lock when the owner hung up on it.
+    assert.equal((await hung.line('upgrade-failed')).code, 'ERR_TABLEROLL_HANDOFF_FAILED');
+    const next = start(t, dir, 'c', '--tcp', 'web');
+    assert.equal(await portOf(next), port);
+    await next.line('ready');
+    await owner.exited;
+    hung.send('ready');
+    assert.equal((await hung.line('ready-failed')).code, 'ERR_TABLEROLL_HANDOFF_FAILED');
+  });
+
+  it('chains two newcomers started at once', async (t) => {
+    const dir = tempDir(t);
+    const owner = start(t, dir, 'a', '--tcp', 'web');
+    const port = await portOf(owner);
+    await owner.line('ready');
+    const b = start(t, dir, 'b', '--tcp', 'web');
+    const c = start(t, dir, 'c', '--tcp', 'web');
+    await Promise.all([b.line('ready'), c.line('ready')]);
+    await owner.exited;
+    const last = fs.readFileSync(path.join(dir, 'pid'), 'utf8');
+    const [winner, middle] = last === 'c' ? [c, b] : [b, c];
+    assert.equal((await middle.exited).code, 0, 'the middle one handed over and exited');
+    assert.ok(winner.alive);
+    assert.equal((await httpGet({ port, host: '127.0.0.1' })).body.trim(), pidBody(winner));
+  });
+
+  it('restarts an id after a crash: its stale socket and the pid file naming it', async (t) => {
+    const dir = tempDir(t);
+    const crashed = start(t, dir, 'a', '--tcp', 'web');
+    await crashed.line('ready');
+    await crashed.kill('SIGKILL');
+    assert.ok(fs.existsSync(path.join(dir, 'a.sock')), 'the crash left its socket');
+    const again = start(t, dir, 'a', '--tcp', 'web');
+    await again.line('ready');
+    const created = again.lines.find((l) => l.event === 'created')!;
+    assert.deepEqual(created.inherited, []);
+    const fresh = await portOf(again);
+    assert.equal((await httpGet({ port: fresh, host: '127.0.0.1' })).body.trim(), pidBody(again));
+  });
+
+  it('keeps owning after garbage on its upgrade socket, leaks nothing, serves the next upgrade', async (t) => {
+    const dir = tempDir(t);
+    const owner = start(t, dir, 'a', '--tcp', 'web', '--conn-and-file');
+    const port = await portOf(owner);
+    await owner.line('ready');
+    owner.send('fdcount');
+    const before = (await owner.line('fdcount')).count;
+    for (const garbage of ['GET / HTTP/1.1\r\n\r\n', '\x00\x00\x00\x05', '\xff'.repeat(100)]) {
+      const from = owner.lines.length;
+      const fd = native.unixConnect(path.join(dir, 'a.sock'));
+      await until(() => native.send(fd, Buffer.from(garbage, 'latin1'), -1) > 0, 'the write');
+      const failed = await owner.line('upgrade-failed', 10_000, from);
+      assert.equal(failed.code, 'ERR_TABLEROLL_PROTOCOL');
+      native.close(fd);
+    }
+    const from = owner.lines.length;
+    owner.send('fdcount');
+    assert.equal((await owner.line('fdcount', 5_000, from)).count, before);
+    assert.equal((await httpGet({ port, host: '127.0.0.1' })).body.trim(), pidBody(owner));
+    const next = start(t, dir, 'b', '--tcp', 'web', '--conn-and-file');
+    const created = await next.line('created');
+    assert.deepEqual(
+      (created.inherited as { id: string }[]).map((e) => e.id),
+      ['web', 'f1', 'c1'],
+    );
+    await next.line('ready');
+    assert.equal((await owner.exited).code, 0);
+    next.send('children');
+    const children = await next.line('children');
+    // Beyond stdio, a child process sees no socket of ours (the listener, the conn).
+    const sockets = Object.values(children.fds as Record<string, string>).filter((to) =>
+      to.startsWith('socket:'),
+    );
+    assert.deepEqual(sockets, [], JSON.stringify(children.fds));
+  });
+});
