@@ -18,10 +18,14 @@ export class Child {
   constructor(
     command: string,
     args: string[],
-    options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+    /** `fd3`: a descriptor of ours the child gets as its fd 3 (as systemd passes sockets). */
+    options: { env?: NodeJS.ProcessEnv; cwd?: string; fd3?: number } = {},
   ) {
     this.proc = spawn(command, args, {
-      stdio: ['pipe', 'pipe', 'pipe'],
+      stdio:
+        options.fd3 === undefined
+          ? ['pipe', 'pipe', 'pipe']
+          : ['pipe', 'pipe', 'pipe', options.fd3],
       env: { ...process.env, ...options.env },
       cwd: options.cwd,
     });

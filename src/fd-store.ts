@@ -347,20 +347,28 @@ function describe(
   fd: number,
   name: string,
 ): Pick<StoredFd, 'kind' | 'network' | 'addr'> {
-  const info = native.socketInfo(fd);
   if (kind === 'file') return { kind, network: '', addr: name };
-  if (!info) {
+  const found = inspectFd(fd);
+  if (found.kind === 'file') {
     throw new TablerollError(
       ErrorCodes.INVALID_ARGUMENT,
       `a ${kind} must be a socket; use addFile`,
     );
   }
-  if (kind === 'listener' && !(info.type === 'stream' && info.listening)) {
+  if (kind === 'listener' && found.kind !== 'listener') {
     throw new TablerollError(
       ErrorCodes.INVALID_ARGUMENT,
       'a listener must be a listening stream socket',
     );
   }
+  return { ...found, kind };
+}
+
+/** What an fd is, as a store entry: a listening stream socket, another socket, or a file. */
+export function inspectFd(fd: number): Pick<StoredFd, 'kind' | 'network' | 'addr'> {
+  const info = native.socketInfo(fd);
+  if (!info) return { kind: 'file', network: '', addr: '' };
+  const kind = info.type === 'stream' && info.listening ? 'listener' : 'conn';
   return { kind, network: networkOf(info), addr: addressOf(info) };
 }
 

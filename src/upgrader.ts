@@ -22,6 +22,8 @@ import { READABLE, native, type Poller } from './native.js';
 import { confirmReady, takeOver } from './newcomer-handoff.js';
 import { awaitReady, replySteppingDown, sendDescriptors } from './owner-handoff.js';
 import { StateMachine, type UpgraderState } from './upgrader-state.js';
+import { SystemdNotifier, reportToSystemd } from './sd-notify.js';
+import { takeActivatedSockets } from './socket-activation.js';
 import { UnixChannel } from './unix-channel.js';
 
 /** Options of `Upgrader.create`. */
@@ -37,6 +39,16 @@ export interface UpgraderOptions {
   logger?: Logger;
   /** Aborts `create` and an unfinished handoff. */
   signal?: AbortSignal;
+  /**
+   * Tell systemd about readiness and handoffs through $NOTIFY_SOCKET (READY=1, STATUS=,
+   * STOPPING=1, WATCHDOG=1). Default true; does nothing when NOTIFY_SOCKET is unset.
+   */
+  notify?: boolean;
+  /**
+   * Adopt sockets passed by systemd socket activation (LISTEN_FDS) under their
+   * FileDescriptorName=, unless the previous owner handed over the same id. Default true.
+   */
+  socketActivation?: boolean;
 }
 
 /** The defaults of UpgraderOptions. */
@@ -133,7 +145,18 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
         lockWait.dispose();
       }
       const { session, inherited } = await inheritFromOwner(dir, id, pidFile.read(), opts, log);
-      return new Upgrader({ dir, id, options: opts, log, socket, pidFile, session, inherited });
+      const activated = opts.socketActivation === false ? [] : takeActivatedSockets(log);
+      const entries = mergeActivated(inherited, activated, log);
+      return new Upgrader({
+        dir,
+        id,
+        options: opts,
+        log,
+        socket,
+        pidFile,
+        session,
+        inherited: entries,
+      });
     } catch (err) {
       pidFile?.close();
       native.close(socket.fd);
@@ -165,6 +188,13 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     this.acceptPoller.unref();
     this.acceptPoller.start(READABLE);
     if (this.session) this.watchSession(this.session);
+    const notifier = this.options.notify === false ? null : SystemdNotifier.fromEnv(this.log);
+    if (notifier)
+      reportToSystemd(
+        this,
+        notifier,
+        () => `${this.fds.list().length} descriptor(s), id ${this.id}`,
+      );
   }
 
   /** The current state. */
@@ -435,6 +465,21 @@ async function inheritFromOwner(
     limit.dispose();
     throw err;
   }
+}
+
+/** Inherited entries win: an activated socket of the same id is the same socket, a copy. */
+function mergeActivated(inherited: StoredFd[], activated: StoredFd[], log: Logger): StoredFd[] {
+  const ids = new Set(inherited.map((entry) => entry.id));
+  const merged = [...inherited];
+  for (const entry of activated) {
+    if (ids.has(entry.id)) {
+      log.info({ id: entry.id }, 'the previous owner handed over this activated socket already');
+      native.close(entry.fd);
+    } else {
+      merged.push(entry);
+    }
+  }
+  return merged;
 }
 
 function checkOptions(options: UpgraderOptions): UpgraderOptions {
