@@ -1,0 +1,18 @@
+// tableroll's native addon: syscalls over integer fds that Node core cannot make. It keeps no
+// state of its own; policy, timeouts and retries live in TypeScript (src/native.ts).
+#include "addon.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  tableroll::RegisterDescriptors(env, exports);
+  tableroll::RegisterFdPassing(env, exports);
+  tableroll::RegisterSockets(env, exports);
+  tableroll::RegisterSocketInfo(env, exports);
+  tableroll::RegisterPoller(env, exports);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(tableroll, Init)

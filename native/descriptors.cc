@@ -1,0 +1,58 @@
+// Plain descriptor operations: close, dup, close-on-exec and the upgrade lock.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "addon.h"
+#include "arguments.h"
+#include "errors.h"
+
+namespace tableroll {
+
+static Napi::Value Close(const Napi::CallbackInfo& info) {
+  int fd;
+  if (!ReadFd(info, 0, &fd)) return {};
+  // Not retried: Linux releases the descriptor even when close() reports EINTR, and a retry
+  // could close a descriptor another thread has just been given.
+  if (close(fd) == -1 && errno != EINTR) return ThrowErrno(info.Env(), errno, "close");
+  return info.Env().Undefined();
+}
+
+static Napi::Value Dup(const Napi::CallbackInfo& info) {
+  int fd;
+  if (!ReadFd(info, 0, &fd)) return {};
+  int copy = RetryOnEintr([&] { return fcntl(fd, F_DUPFD_CLOEXEC, 0); });
+  if (copy == -1) return ThrowErrno(info.Env(), errno, "fcntl");
+  return Napi::Number::New(info.Env(), copy);
+}
+
+static Napi::Value SetCloexec(const Napi::CallbackInfo& info) {
+  int fd, flags;
+  bool on;
+  if (!ReadFd(info, 0, &fd) || !ReadBool(info, 1, "on", &on)) return {};
+  if ((flags = fcntl(fd, F_GETFD)) == -1 ||
+      fcntl(fd, F_SETFD, on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC) == -1) {
+    return ThrowErrno(info.Env(), errno, "fcntl");
+  }
+  return info.Env().Undefined();
+}
+
+// The lock belongs to the open file description, so the kernel drops it when the holder dies.
+static Napi::Value FlockExclusive(const Napi::CallbackInfo& info) {
+  int fd;
+  if (!ReadFd(info, 0, &fd)) return {};
+  if (RetryOnEintr([&] { return flock(fd, LOCK_EX | LOCK_NB); }) == 0) {
+    return Napi::Boolean::New(info.Env(), true);
+  }
+  if (errno == EWOULDBLOCK) return Napi::Boolean::New(info.Env(), false);
+  return ThrowErrno(info.Env(), errno, "flock");
+}
+
+void RegisterDescriptors(Napi::Env env, Napi::Object exports) {
+  exports.Set("close", Napi::Function::New(env, Close, "close"));
+  exports.Set("dup", Napi::Function::New(env, Dup, "dup"));
+  exports.Set("setCloexec", Napi::Function::New(env, SetCloexec, "setCloexec"));
+  exports.Set("flockExclusive", Napi::Function::New(env, FlockExclusive, "flockExclusive"));
+}
+
+}  // namespace tableroll

@@ -1,0 +1,108 @@
+// Bytes with descriptors attached (SCM_RIGHTS) over a unix stream socket.
+//
+// The kernel keeps descriptors with the bytes they were sent with: a read never continues past
+// the end of a write that carried descriptors, so the fds one recv returns belong to the last
+// bytes it returned. Plain bytes written before them may be merged in front.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <vector>
+
+#include "addon.h"
+#include "arguments.h"
+#include "errors.h"
+
+namespace tableroll {
+
+constexpr size_t kMaxFds = 253;  // SCM_MAX_FD: the kernel refuses more in one message
+
+// MSG_DONTWAIT on both sides keeps these calls non-blocking even on a blocking-mode fd.
+static Napi::Value Send(const Napi::CallbackInfo& info) {
+  int fd, pass_fd;
+  uint8_t* data;
+  size_t length;
+  if (!ReadFd(info, 0, &fd) || !ReadBytes(info, 1, "data", &data, &length) ||
+      !ReadInt(info, 2, "passFd", -1, INT_MAX, &pass_fd)) {
+    return {};
+  }
+  // With no bytes to ride on, a stream socket drops the descriptor and sendmsg still succeeds.
+  if (pass_fd >= 0 && length == 0) {
+    return ThrowCoded(Napi::RangeError::New(info.Env(), "A descriptor needs at least one byte"),
+                      "ERR_OUT_OF_RANGE");
+  }
+  iovec iov{data, length};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (pass_fd >= 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &pass_fd, sizeof(int));
+  }
+  ssize_t sent = RetryOnEintr([&] { return sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT); });
+  if (sent == -1 && errno != EAGAIN) return ThrowErrno(info.Env(), errno, "sendmsg");
+  return Napi::Number::New(info.Env(), static_cast<double>(sent));
+}
+
+static std::vector<int> ReceivedFds(msghdr* msg) {
+  std::vector<int> fds;
+  for (cmsghdr* cmsg = CMSG_FIRSTHDR(msg); cmsg != nullptr; cmsg = CMSG_NXTHDR(msg, cmsg)) {
+    if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    fds.resize(fds.size() + count);
+    memcpy(fds.data() + fds.size() - count, CMSG_DATA(cmsg), count * sizeof(int));
+  }
+  return fds;
+}
+
+static Napi::Value Recv(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd, offset, length;
+  uint8_t* data;
+  size_t size;
+  if (!ReadFd(info, 0, &fd) || !ReadBytes(info, 1, "buf", &data, &size) ||
+      !ReadInt(info, 2, "offset", 0, std::min<size_t>(size, INT_MAX), &offset) ||
+      // At least one byte, so that reading 0 bytes can only mean end of stream.
+      !ReadInt(info, 3, "length", 1, std::min<size_t>(size - offset, INT_MAX), &length)) {
+    return {};
+  }
+  iovec iov{data + offset, static_cast<size_t>(length)};
+  alignas(cmsghdr) char control[CMSG_SPACE(kMaxFds * sizeof(int))];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  ssize_t bytes = RetryOnEintr([&] { return recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); });
+  if (bytes == -1) return errno == EAGAIN ? env.Null() : ThrowErrno(env, errno, "recvmsg");
+  std::vector<int> fds = ReceivedFds(&msg);
+  // Descriptors were lost (no room, or our fd table was full): the message is unusable, and
+  // those that did arrive would leak if nobody saw them.
+  bool truncated = (msg.msg_flags & MSG_CTRUNC) != 0;
+  if (truncated) {
+    for (int received : fds) close(received);
+    fds.clear();
+  }
+  Napi::Array array = Napi::Array::New(env, fds.size());
+  for (size_t i = 0; i < fds.size(); i++) array.Set(i, fds[i]);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("bytes", static_cast<double>(bytes));
+  result.Set("fds", array);
+  result.Set("truncated", truncated);
+  return result;
+}
+
+void RegisterFdPassing(Napi::Env env, Napi::Object exports) {
+  exports.Set("send", Napi::Function::New(env, Send, "send"));
+  exports.Set("recv", Napi::Function::New(env, Recv, "recv"));
+}
+
+}  // namespace tableroll

@@ -1,0 +1,1027 @@
+/**
+ * The native addon against the real kernel: real sockets, real descriptors, real processes.
+ * Peers that Node cannot play (several descriptors in one message, unix datagram receivers) are
+ * Python one-liners; anything that needs another process (flock, exit behaviour) is a child.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { describe, test, type TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+import {
+  DISCONNECT,
+  READABLE,
+  WRITABLE,
+  native,
+  type PollCallback,
+  type Poller,
+} from '../src/native.js';
+
+const ADDON = fileURLToPath(new URL('../../build/Release/tableroll.node', import.meta.url));
+const TIMEOUT = { timeout: 30_000 };
+/** Above RLIMIT_NOFILE, so never an open descriptor. */
+const BAD_FD = 999_999;
+const O_CLOEXEC = 0o2000000;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/** Descriptors and Pollers a test opened; whatever it did not close is closed when it ends. */
+class Resources {
+  private readonly fds = new Set<number>();
+  private readonly pollers: Poller[] = [];
+  readonly dir: string;
+
+  constructor(t: TestContext) {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tableroll-native-'));
+    t.after(() => {
+      for (const poller of this.pollers) poller.close();
+      for (const fd of this.fds) native.close(fd);
+      fs.rmSync(this.dir, { recursive: true, force: true });
+    });
+  }
+
+  fd(fd: number): number {
+    assert.ok(fd >= 0, `expected a descriptor, got ${fd}`);
+    this.fds.add(fd);
+    return fd;
+  }
+
+  close(fd: number): void {
+    this.fds.delete(fd);
+    native.close(fd);
+  }
+
+  /** The descriptor now belongs to Node, which closes it. */
+  release(fd: number): number {
+    this.fds.delete(fd);
+    return fd;
+  }
+
+  poller(fd: number, callback: PollCallback): Poller {
+    const poller = new native.Poller(fd, callback);
+    this.pollers.push(poller);
+    return poller;
+  }
+
+  path(name: string): string {
+    return path.join(this.dir, name);
+  }
+
+  /** A connected pair of unix stream sockets, made by the addon. */
+  pair(): { listener: number; client: number; server: number; socketPath: string } {
+    const socketPath = this.path(`${randomUUID().slice(0, 8)}.sock`);
+    const listener = this.fd(native.unixListen(socketPath, 8));
+    const client = this.fd(native.unixConnect(socketPath));
+    const server = this.fd(native.accept(listener));
+    return { listener, client, server, socketPath };
+  }
+}
+
+/** A child process read line by line; killed when the test ends. */
+class Child {
+  readonly process: ChildProcess;
+  readonly exited: Promise<{ code: number | null; signal: string | null }>;
+  stderr = '';
+  private readonly lines: string[] = [];
+  private ended = false;
+  private wake: () => void = () => {};
+
+  constructor(t: TestContext, command: string, args: string[]) {
+    this.process = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const input = readline.createInterface({ input: this.process.stdout! });
+    input.on('line', (line) => {
+      this.lines.push(line);
+      this.wake();
+    });
+    input.on('close', () => {
+      this.ended = true;
+      this.wake();
+    });
+    this.process.stderr!.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
+    // 'close' rather than 'exit': our ends of its pipes are closed too, so fd counts are exact.
+    this.exited = new Promise((resolve) =>
+      this.process.on('close', (code, signal) => resolve({ code, signal })),
+    );
+    t.after(async () => {
+      if (this.process.exitCode === null && this.process.signalCode === null) {
+        this.process.kill('SIGKILL');
+      }
+      await this.exited;
+    });
+  }
+
+  async line(): Promise<string> {
+    while (this.lines.length === 0) {
+      if (this.ended) throw new Error(`child printed nothing more; stderr: ${this.stderr}`);
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+    return this.lines.shift()!;
+  }
+}
+
+/** Node running `script` (CommonJS) with the addon's path as argv[1] and `args` after it. */
+function nodeChild(t: TestContext, script: string, ...args: string[]): Child {
+  return new Child(t, process.execPath, ['-e', script, ADDON, ...args]);
+}
+
+function hasCloexec(fd: number): boolean {
+  const info = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+  const flags = /^flags:\s+([0-7]+)$/m.exec(info);
+  assert.ok(flags, `no flags line in fdinfo of ${fd}`);
+  return (parseInt(flags[1]!, 8) & O_CLOEXEC) !== 0;
+}
+
+function openFdCount(): number {
+  return fs.readdirSync('/proc/self/fd').length;
+}
+
+/** `fn` must throw as `expected` and leave no descriptor behind (a half-made socket). */
+function throwsWithoutLeak(fn: () => unknown, expected: object): void {
+  const before = openFdCount();
+  assert.throws(fn, expected);
+  assert.equal(openFdCount(), before, 'the failed call leaked a descriptor');
+}
+
+/** What a descriptor refers to, such as 'socket:[12345]'. */
+function fdTarget(fd: number): string {
+  return fs.readlinkSync(`/proc/self/fd/${fd}`);
+}
+
+function errnoOf(code: keyof typeof os.constants.errno): number {
+  return -os.constants.errno[code];
+}
+
+/** The first event on `fd`; the Poller is closed when it fires. */
+function nextEvent(
+  res: Resources,
+  fd: number,
+  events: number,
+): Promise<{ err: Error | null; events: number }> {
+  return new Promise((resolve) => {
+    const poller = res.poller(fd, (err, fired) => {
+      poller.close();
+      resolve({ err, events: fired });
+    });
+    poller.start(events);
+  });
+}
+
+/** Resolves once the event loop has run a complete poll phase after this call. */
+async function afterAPollPhase(): Promise<void> {
+  // The first immediate ends the current loop iteration; the second runs in the check phase of
+  // the next one, after its poll phase has dispatched every ready descriptor.
+  await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setImmediate(resolve));
+}
+
+// Listens on argv[1], accepts one connection and sends one message ('fds') carrying either
+// argv[2] copies of a /dev/null descriptor or, for '@name', a stream socket bound to that
+// abstract name. Prints 'listening', then 'sent' or 'error <errno>'.
+const PY_SEND_FDS = `
+import os, socket, sys
+listener = socket.socket(socket.AF_UNIX)
+listener.bind(sys.argv[1])
+listener.listen(1)
+print('listening', flush=True)
+conn, _ = listener.accept()
+if sys.argv[2].startswith('@'):
+    extra = socket.socket(socket.AF_UNIX)
+    extra.bind('\\0' + sys.argv[2][1:])
+    fds = [extra.fileno()]
+else:
+    fds = [os.open('/dev/null', os.O_RDONLY)] * int(sys.argv[2])
+try:
+    socket.send_fds(conn, [b'fds'], fds)
+    print('sent', flush=True)
+except OSError as e:
+    print('error', e.errno, flush=True)
+`;
+
+// Binds a unix datagram socket to argv[1] ('@name' for the abstract namespace, bound with the
+// exact name length), prints 'ready', then the first datagram as JSON.
+const PY_RECV_DATAGRAM = `
+import json, socket, sys
+name = sys.argv[1]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind('\\0' + name[1:] if name.startswith('@') else name)
+print('ready', flush=True)
+print(json.dumps(s.recv(4096).decode()), flush=True)
+`;
+
+// ---------------------------------------------------------------------------------------------
+// Descriptors
+
+test(
+  'flockExclusive excludes other holders and the lock dies with its holder',
+  TIMEOUT,
+  async (t) => {
+    const res = new Resources(t);
+    const lockPath = res.path('lock');
+    const probe = `
+    const fd = require('fs').openSync(process.argv[2], 'r');
+    console.log(require(process.argv[1]).flockExclusive(fd));
+    if (process.argv[3] === 'hold') setInterval(() => {}, 1 << 30);`;
+
+    const mine = res.fd(fs.openSync(lockPath, 'w'));
+    assert.equal(native.flockExclusive(mine), true);
+    // The lock belongs to the open file description, so even our own second open is refused.
+    const second = res.fd(fs.openSync(lockPath, 'r'));
+    assert.equal(native.flockExclusive(second), false);
+    assert.equal(await nodeChild(t, probe, lockPath).line(), 'false');
+    res.close(mine);
+    res.close(second);
+
+    const holder = nodeChild(t, probe, lockPath, 'hold');
+    assert.equal(await holder.line(), 'true');
+    const waiting = res.fd(fs.openSync(lockPath, 'r'));
+    assert.equal(native.flockExclusive(waiting), false);
+    holder.process.kill('SIGKILL');
+    await holder.exited;
+    assert.equal(native.flockExclusive(waiting), true);
+  },
+);
+
+test('dup and setCloexec', TIMEOUT, (t) => {
+  const res = new Resources(t);
+  const { client } = res.pair();
+  const copy = res.fd(native.dup(client));
+  assert.notEqual(copy, client);
+  assert.equal(fdTarget(copy), fdTarget(client));
+  assert.equal(hasCloexec(copy), true);
+  native.setCloexec(copy, false);
+  assert.equal(hasCloexec(copy), false);
+  native.setCloexec(copy, true);
+  assert.equal(hasCloexec(copy), true);
+});
+
+test('every descriptor the addon creates, accepts or receives is close-on-exec', TIMEOUT, (t) => {
+  const res = new Resources(t);
+  const { listener, client, server } = res.pair();
+  const tcp4 = res.fd(native.inetListen('127.0.0.1', 0, 4, 8, {}));
+  const tcp6 = res.fd(native.inetListen('::1', 0, 6, 8, {}));
+  const udp4 = res.fd(native.udpBind('127.0.0.1', 0, 4, {}));
+  const udp6 = res.fd(native.udpBind('::1', 0, 6, {}));
+  assert.equal(native.send(client, Buffer.from('x'), tcp4), 1);
+  const received = native.recv(server, Buffer.alloc(8), 0, 8)!.fds.map((fd) => res.fd(fd));
+  assert.equal(received.length, 1);
+  const dup = res.fd(native.dup(tcp4));
+  for (const fd of [listener, client, server, tcp4, tcp6, udp4, udp6, ...received, dup]) {
+    assert.equal(hasCloexec(fd), true, `fd ${fd} (${fdTarget(fd)}) lacks FD_CLOEXEC`);
+  }
+});
+
+test('a received descriptor is not inherited by a child process', TIMEOUT, async (t) => {
+  const res = new Resources(t);
+  const { client, server } = res.pair();
+  const tcp = res.fd(native.inetListen('127.0.0.1', 0, 4, 8, {}));
+  native.send(client, Buffer.from('x'), tcp);
+  const [received] = native.recv(server, Buffer.alloc(8), 0, 8)!.fds.map((fd) => res.fd(fd));
+  const target = fdTarget(received!);
+  const childFds = async () => (await promisify(execFile)('ls', ['-l', '/proc/self/fd'])).stdout;
+
+  assert.ok(!(await childFds()).includes(target), `${target} leaked into a child`);
+  // Control: without FD_CLOEXEC the same socket does reach the child.
+  const inheritable = res.fd(native.dup(received!));
+  native.setCloexec(inheritable, false);
+  assert.ok((await childFds()).includes(target));
+});
+
+// ---------------------------------------------------------------------------------------------
+// Passing descriptors
+
+test(
+  'payload and a TCP listener cross a unix socket, and the received listener serves',
+  TIMEOUT,
+  async (t) => {
+    const res = new Resources(t);
+    const { client, server } = res.pair();
+    const tcp = res.fd(native.inetListen('127.0.0.1', 0, 4, 8, {}));
+    const { port } = native.socketInfo(tcp)!;
+
+    assert.equal(native.send(client, Buffer.from('hello'), tcp), 5);
+    const buf = Buffer.alloc(64);
+    const message = native.recv(server, buf, 10, 54)!;
+    assert.equal(message.bytes, 5);
+    assert.equal(message.truncated, false);
+    assert.equal(buf.toString('utf8', 10, 15), 'hello');
+    assert.equal(message.fds.length, 1);
+    const received = res.fd(message.fds[0]!);
+    assert.equal(fdTarget(received), fdTarget(tcp));
+    res.close(tcp); // the received descriptor stands on its own
+
+    const httpServer = net.createServer();
+    t.after(() => httpServer.close());
+    httpServer.listen({ fd: res.release(received) });
+    await once(httpServer, 'listening');
+    const accepted = once(httpServer, 'connection');
+    const socket = net.connect(port, '127.0.0.1');
+    t.after(() => socket.destroy());
+    const [conn] = (await accepted) as [net.Socket];
+    conn.destroy();
+  },
+);
+
+test('several descriptors in one message, up to SCM_MAX_FD (253)', TIMEOUT, async (t) => {
+  const res = new Resources(t);
+  for (const count of [3, 253]) {
+    const socketPath = res.path(`fds-${count}.sock`);
+    const peer = new Child(t, 'python3', ['-c', PY_SEND_FDS, socketPath, String(count)]);
+    assert.equal(await peer.line(), 'listening');
+    const fd = res.fd(native.unixConnect(socketPath));
+    assert.equal(await peer.line(), 'sent');
+    const buf = Buffer.alloc(16);
+    const message = native.recv(fd, buf, 0, 16)!;
+    const fds = message.fds.map((received) => res.fd(received));
+    assert.equal(buf.toString('utf8', 0, message.bytes), 'fds');
+    assert.equal(message.truncated, false);
+    assert.equal(fds.length, count);
+    assert.equal(new Set(fds).size, count);
+    assert.ok(fds.every((received) => fdTarget(received) === '/dev/null' && hasCloexec(received)));
+    for (const received of fds) res.close(received);
+    await peer.exited;
+    assert.deepEqual(native.recv(fd, buf, 0, 16), { bytes: 0, fds: [], truncated: false });
+  }
+  // The kernel refuses a 254th descriptor on the sending side.
+  const socketPath = res.path('fds-254.sock');
+  const peer = new Child(t, 'python3', ['-c', PY_SEND_FDS, socketPath, '254']);
+  assert.equal(await peer.line(), 'listening');
+  res.fd(native.unixConnect(socketPath));
+  assert.equal(await peer.line(), `error ${os.constants.errno.EINVAL}`);
+});
+
+test(
+  'MSG_CTRUNC: with a full fd table, recv closes what arrived and reports truncated',
+  TIMEOUT,
+  async (t) => {
+    // The receiver leaves room for one descriptor and is sent three: the kernel installs one,
+    // drops two and sets MSG_CTRUNC. A control buffer too small for 253 fds cannot be provoked.
+    const res = new Resources(t);
+    const socketPath = res.path('ctrunc.sock');
+    const peer = new Child(t, 'python3', ['-c', PY_SEND_FDS, socketPath, '3']);
+    assert.equal(await peer.line(), 'listening');
+    const receiver = `
+    const a = require(process.argv[1]);
+    const fs = require('fs');
+    const fd = a.unixConnect(process.argv[2]);
+    const count = () => fs.readdirSync('/proc/self/fd').length;
+    const before = count();
+    const fillers = [];
+    try { for (;;) fillers.push(fs.openSync('/dev/null', 'r')); }
+    catch (e) { if (e.code !== 'EMFILE') throw e; }
+    fs.closeSync(fillers.pop());
+    const poller = new a.Poller(fd, () => {
+      const message = a.recv(fd, Buffer.alloc(16), 0, 16);
+      poller.close();
+      for (const filler of fillers) fs.closeSync(filler);
+      console.log(JSON.stringify({ ...message, leaked: count() - before }));
+      a.close(fd);
+    });
+    poller.start(1);`;
+    const child = new Child(t, 'sh', [
+      '-c',
+      'ulimit -n 64 && exec "$0" "$@"',
+      process.execPath,
+      '-e',
+      receiver,
+      ADDON,
+      socketPath,
+    ]);
+    const result = JSON.parse(await child.line()) as unknown;
+    assert.deepEqual(result, { bytes: 3, fds: [], truncated: true, leaked: 0 });
+    assert.equal((await child.exited).code, 0);
+  },
+);
+
+test(
+  'recv never reads past bytes that carried descriptors (kernel message boundaries)',
+  TIMEOUT,
+  (t) => {
+    const res = new Resources(t);
+    const { client, server } = res.pair();
+    const send = (text: string, fd = -1) => native.send(client, Buffer.from(text), fd);
+    const recv = (length = 64) => {
+      const buf = Buffer.alloc(length);
+      const message = native.recv(server, buf, 0, length)!;
+      message.fds.forEach((fd) => res.close(fd));
+      return [buf.toString('utf8', 0, message.bytes), message.fds.length];
+    };
+    send('a');
+    send('bc', client);
+    send('d');
+    send('ef', client);
+    // Plain bytes before a descriptor-carrying write are merged into it; nothing after it is.
+    assert.deepEqual(recv(), ['abc', 1]);
+    assert.deepEqual(recv(), ['def', 1]);
+    // A short read takes the descriptors with the first part of the write.
+    send('ghij', client);
+    assert.deepEqual(recv(2), ['gh', 1]);
+    assert.deepEqual(recv(), ['ij', 0]);
+  },
+);
+
+test(
+  'send refuses to attach a descriptor to zero bytes (the kernel would drop it)',
+  TIMEOUT,
+  (t) => {
+    const res = new Resources(t);
+    const { client } = res.pair();
+    assert.throws(() => native.send(client, Buffer.alloc(0), client), {
+      name: 'RangeError',
+      code: 'ERR_OUT_OF_RANGE',
+    });
+    assert.equal(native.send(client, Buffer.alloc(0), -1), 0);
+  },
+);
+
+test(
+  'EAGAIN: accept -1, recv null, send -1 or partial, connect to a full backlog throws',
+  TIMEOUT,
+  (t) => {
+    const res = new Resources(t);
+    const { listener, client, server } = res.pair();
+    assert.equal(native.accept(listener), -1);
+    assert.equal(native.recv(server, Buffer.alloc(8), 0, 8), null);
+
+    const big = Buffer.alloc(16 << 20);
+    const partial = native.send(client, big, -1);
+    assert.ok(partial > 0 && partial < big.length, `wrote ${partial} of ${big.length}`);
+    assert.equal(native.send(client, big, -1), -1);
+
+    // A unix listener with backlog 0 queues one connection and refuses the next with EAGAIN.
+    const fullPath = res.path('full.sock');
+    const full = res.fd(native.unixListen(fullPath, 0));
+    res.fd(native.unixConnect(fullPath));
+    throwsWithoutLeak(() => native.unixConnect(fullPath), {
+      code: 'EAGAIN',
+      errno: errnoOf('EAGAIN'),
+      syscall: 'connect',
+      path: fullPath,
+    });
+    assert.ok(res.fd(native.accept(full)) >= 0);
+  },
+);
+
+test('recv reports end of stream as 0 bytes', TIMEOUT, (t) => {
+  const res = new Resources(t);
+  const { client, server } = res.pair();
+  native.send(client, Buffer.from('last'), -1);
+  res.close(client);
+  assert.equal(native.recv(server, Buffer.alloc(8), 0, 8)!.bytes, 4);
+  assert.deepEqual(native.recv(server, Buffer.alloc(8), 0, 8), {
+    bytes: 0,
+    fds: [],
+    truncated: false,
+  });
+});
+
+test('peerCredentials names the process at the other end', TIMEOUT, (t) => {
+  const res = new Resources(t);
+  const { client, server } = res.pair();
+  const expected = { pid: process.pid, uid: process.getuid!(), gid: process.getgid!() };
+  assert.deepEqual(native.peerCredentials(server), expected);
+  assert.deepEqual(native.peerCredentials(client), expected);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Inet and unix sockets, socketInfo
+
+test('inetListen on 127.0.0.1 and ::1 with port 0, described by socketInfo', TIMEOUT, async (t) => {
+  const res = new Resources(t);
+  for (const [address, family, name] of [
+    ['127.0.0.1', 4, 'inet'],
+    ['::1', 6, 'inet6'],
+  ] as const) {
+    const fd = res.fd(native.inetListen(address, 0, family, 8, {}));
+    const info = native.socketInfo(fd)!;
+    assert.equal(info.port > 0, true);
+    assert.deepEqual(info, {
+      family: name,
+      type: 'stream',
+      listening: true,
+      address,
+      port: info.port,
+      path: '',
+    });
+    const socket = net.connect(info.port, address);
+    t.after(() => socket.destroy());
+    await once(socket, 'connect');
+    const accepted = await nextEvent(res, fd, READABLE);
+    assert.equal(accepted.events, READABLE);
+    assert.ok(res.fd(native.accept(fd)) >= 0);
+  }
+});
+
+test('inetListen sets IPV6_V6ONLY both ways', TIMEOUT, async (t) => {
+  const res = new Resources(t);
+  for (const ipv6Only of [false, true]) {
+    const fd = res.fd(native.inetListen('::', 0, 6, 8, { ipv6Only }));
+    const socket = net.connect(native.socketInfo(fd)!.port, '127.0.0.1');
+    t.after(() => socket.destroy());
+    const outcome = await once(socket, 'connect').then(
+      () => 'connected',
+      (err: NodeJS.ErrnoException) => err.code,
+    );
+    assert.equal(outcome, ipv6Only ? 'ECONNREFUSED' : 'connected');
+  }
+});
+
+test('inetListen shares a port only with SO_REUSEPORT', TIMEOUT, (t) => {
+  const res = new Resources(t);
+  const first = res.fd(native.inetListen('127.0.0.1', 0, 4, 8, { reusePort: true }));
+  const { port } = native.socketInfo(first)!;
+  res.fd(native.inetListen('127.0.0.1', port, 4, 8, { reusePort: true }));
+  throwsWithoutLeak(() => native.inetListen('127.0.0.1', port, 4, 8, {}), {
+    code: 'EADDRINUSE',
+    errno: errnoOf('EADDRINUSE'),
+    syscall: 'bind',
+    address: '127.0.0.1',
+    port,
+    message: `bind EADDRINUSE 127.0.0.1:${port}`,
+  });
+});
+
+test('udpBind gives a socket that dgram can adopt', TIMEOUT, async (t) => {
+  const res = new Resources(t);
+  const fd = res.fd(native.udpBind('127.0.0.1', 0, 4, {}));
+  const info = native.socketInfo(fd)!;
+  assert.deepEqual(info, {
+    family: 'inet',
+    type: 'dgram',
+    listening: false,
+    address: '127.0.0.1',
+    port: info.port,
+    path: '',
+  });
+  assert.equal(native.socketInfo(res.fd(native.udpBind('::1', 0, 6, {})))!.family, 'inet6');
+
+  const receiver = dgram.createSocket('udp4');
+  const sender = dgram.createSocket('udp4');
+  t.after(() => {
+    receiver.close();
+    sender.close();
+  });
+  // With an fd, dgram emits 'listening' synchronously inside bind().
+  const listening = once(receiver, 'listening');
+  receiver.bind({ fd: res.release(fd) });
+  await listening;
+  sender.send('ping', info.port, '127.0.0.1');
+  const [message] = (await once(receiver, 'message')) as [Buffer];
+  assert.equal(message.toString(), 'ping');
+});
+
+test('udpBind sets SO_REUSEADDR only when asked', TIMEOUT, (t) => {
+  const res = new Resources(t);
+  const first = res.fd(native.udpBind('127.0.0.1', 0, 4, { reuseAddr: true }));
+  const { port } = native.socketInfo(first)!;
+  throwsWithoutLeak(() => native.udpBind('127.0.0.1', port, 4, {}), { code: 'EADDRINUSE' });
+  res.fd(native.udpBind('127.0.0.1', port, 4, { reuseAddr: true }));
+});
+
+test(
+  'socketInfo on unix sockets, an abstract one, a regular file and a closed fd',
+  TIMEOUT,
+  async (t) => {
+    const res = new Resources(t);
+    const { listener, client, server, socketPath } = res.pair();
+    const unix = { family: 'unix', type: 'stream', address: '', port: 0 };
+    assert.deepEqual(native.socketInfo(listener), { ...unix, listening: true, path: socketPath });
+    assert.deepEqual(native.socketInfo(client), { ...unix, listening: false, path: '' });
+    // An accepted socket carries the listener's address.
+    assert.deepEqual(native.socketInfo(server), { ...unix, listening: false, path: socketPath });
+
+    const name = `@tableroll-test-${randomUUID()}`;
+    const abstractPath = res.path('abstract.sock');
+    const peer = new Child(t, 'python3', ['-c', PY_SEND_FDS, abstractPath, name]);
+    assert.equal(await peer.line(), 'listening');
+    const fd = res.fd(native.unixConnect(abstractPath));
+    assert.equal(await peer.line(), 'sent');
+    const [abstract] = native.recv(fd, Buffer.alloc(8), 0, 8)!.fds.map((got) => res.fd(got));
+    assert.deepEqual(native.socketInfo(abstract!), { ...unix, listening: false, path: name });
+
+    const file = res.fd(fs.openSync(res.path('plain'), 'w'));
+    assert.equal(native.socketInfo(file), null);
+    assert.throws(() => native.socketInfo(BAD_FD), { code: 'EBADF', syscall: 'getsockopt' });
+  },
+);
+
+test('sendDatagram reaches a path socket and an abstract one', TIMEOUT, async (t) => {
+  const res = new Resources(t);
+  const before = openFdCount();
+  const payload = 'READY=1\nSTATUS=serving';
+  for (const target of [res.path('notify.sock'), `@tableroll-test-${randomUUID()}`]) {
+    const receiver = new Child(t, 'python3', ['-c', PY_RECV_DATAGRAM, target]);
+    assert.equal(await receiver.line(), 'ready');
+    native.sendDatagram(target, Buffer.from(payload));
+    assert.equal(JSON.parse(await receiver.line()), payload);
+    await receiver.exited; // its pipes must be closed before fds are counted
+  }
+  const missing = res.path('missing.sock');
+  assert.throws(() => native.sendDatagram(missing, Buffer.from('x')), {
+    code: 'ENOENT',
+    syscall: 'sendto',
+    path: missing,
+  });
+  // 108 bytes fit an abstract name (no NUL terminator); 109 do not.
+  const longest = `@${'a'.repeat(107)}`;
+  assert.throws(() => native.sendDatagram(longest, Buffer.from('x')), { code: 'ECONNREFUSED' });
+  assert.throws(() => native.sendDatagram(`${longest}a`, Buffer.from('x')), {
+    code: 'ENAMETOOLONG',
+    syscall: 'sendto',
+  });
+  assert.equal(openFdCount(), before, 'sendDatagram leaked its socket');
+});
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+test('syscall errors look like Node errors', TIMEOUT, (t) => {
+  const res = new Resources(t);
+  const stale = res.path('stale.sock');
+  res.close(res.fd(native.unixListen(stale, 1)));
+  assert.ok(fs.statSync(stale).isSocket(), 'the socket file must survive close: nothing unlinks');
+  throwsWithoutLeak(() => native.unixConnect(stale), {
+    name: 'Error',
+    message: `connect ECONNREFUSED ${stale}`,
+    code: 'ECONNREFUSED',
+    errno: errnoOf('ECONNREFUSED'),
+    syscall: 'connect',
+    path: stale,
+  });
+  throwsWithoutLeak(() => native.unixListen(stale, 1), {
+    message: `bind EADDRINUSE ${stale}`,
+    code: 'EADDRINUSE',
+    errno: errnoOf('EADDRINUSE'),
+    syscall: 'bind',
+    path: stale,
+  });
+  const missing = res.path('missing.sock');
+  assert.throws(() => native.unixConnect(missing), {
+    message: `connect ENOENT ${missing}`,
+    code: 'ENOENT',
+    errno: errnoOf('ENOENT'),
+    syscall: 'connect',
+    path: missing,
+  });
+
+  // sun_path holds 108 bytes including the NUL.
+  const sized = (length: number) => res.dir + '/' + 'x'.repeat(length - res.dir.length - 1);
+  res.fd(native.unixListen(sized(107), 1));
+  for (const [call, syscall] of [
+    [(socketPath: string) => native.unixListen(socketPath, 1), 'bind'],
+    [(socketPath: string) => native.unixConnect(socketPath), 'connect'],
+  ] as const) {
+    throwsWithoutLeak(() => call(sized(108)), {
+      code: 'ENAMETOOLONG',
+      errno: errnoOf('ENAMETOOLONG'),
+      syscall,
+      path: sized(108),
+    });
+  }
+
+  const ebadf = (syscall: string) => ({
+    message: `${syscall} EBADF`,
+    code: 'EBADF',
+    errno: errnoOf('EBADF'),
+    syscall,
+  });
+  assert.throws(() => native.close(BAD_FD), ebadf('close'));
+  assert.throws(() => native.dup(BAD_FD), ebadf('fcntl'));
+  assert.throws(() => native.setCloexec(BAD_FD, true), ebadf('fcntl'));
+  assert.throws(() => native.flockExclusive(BAD_FD), ebadf('flock'));
+  assert.throws(() => native.accept(BAD_FD), ebadf('accept'));
+  assert.throws(() => native.send(BAD_FD, Buffer.from('x'), -1), ebadf('sendmsg'));
+  assert.throws(() => native.recv(BAD_FD, Buffer.alloc(1), 0, 1), ebadf('recvmsg'));
+  assert.throws(() => native.peerCredentials(BAD_FD), ebadf('getsockopt'));
+
+  assert.throws(() => native.inetListen('not-an-ip', 0, 4, 1, {}), {
+    code: 'EINVAL',
+    syscall: 'inet_pton',
+    address: 'not-an-ip',
+  });
+  assert.throws(() => native.inetListen('::1', 0, 4, 1, {}), { code: 'EINVAL' });
+});
+
+test('bad arguments throw TypeError or RangeError with Node codes', TIMEOUT, (t) => {
+  const res = new Resources(t);
+  const { client } = res.pair();
+  const typeError = { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' };
+  const rangeError = { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' };
+  const untyped = native as unknown as Record<string, (...args: unknown[]) => unknown>;
+  assert.throws(() => untyped.unixListen!(42, 1), typeError);
+  assert.throws(() => untyped.close!('3'), typeError);
+  assert.throws(() => untyped.send!(client, 'text', -1), typeError);
+  assert.throws(() => untyped.send!(client, new Uint16Array(2), -1), typeError);
+  assert.throws(() => untyped.setCloexec!(client, 1), typeError);
+  assert.throws(() => untyped.inetListen!('127.0.0.1', 0, 4, 1, null), typeError);
+  assert.throws(() => new native.Poller(client, 'nope' as unknown as PollCallback), typeError);
+  assert.throws(() => native.close(1.5), rangeError);
+  assert.throws(() => native.close(NaN), rangeError);
+  assert.throws(() => native.close(-1), rangeError);
+  assert.throws(() => native.send(client, Buffer.from('x'), -2), rangeError);
+  assert.throws(() => native.recv(client, Buffer.alloc(4), 2, 3), rangeError);
+  assert.throws(() => native.recv(client, Buffer.alloc(4), 5, 1), rangeError);
+  assert.throws(() => native.recv(client, Buffer.alloc(4), 0, 0), rangeError);
+  assert.throws(() => native.inetListen('127.0.0.1', 65536, 4, 1, {}), rangeError);
+  assert.throws(() => native.inetListen('127.0.0.1', 0, 5 as 4, 1, {}), rangeError);
+  assert.throws(() => native.unixConnect(res.path('a\0b')), {
+    name: 'TypeError',
+    code: 'ERR_INVALID_ARG_VALUE',
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Poller
+
+describe('Poller', () => {
+  test('fires when readable, writable or disconnected', TIMEOUT, async (t) => {
+    const res = new Resources(t);
+    const { client, server } = res.pair();
+    assert.deepEqual(await nextEvent(res, client, WRITABLE), { err: null, events: WRITABLE });
+    const readable = nextEvent(res, server, READABLE);
+    native.send(client, Buffer.from('x'), -1);
+    assert.deepEqual(await readable, { err: null, events: READABLE });
+    native.recv(server, Buffer.alloc(1), 0, 1);
+    const hangup = nextEvent(res, server, READABLE | DISCONNECT);
+    res.close(client);
+    assert.deepEqual(await hangup, { err: null, events: READABLE | DISCONNECT });
+  });
+
+  test('reports a socket error as a Node-style error', TIMEOUT, async (t) => {
+    const res = new Resources(t);
+    const { client, server } = res.pair();
+    // Closing with unread data resets the peer (ECONNRESET), which epoll reports as EPOLLERR;
+    // libuv turns that into UV_EBADF and stops the watcher.
+    native.send(server, Buffer.from('unread'), -1);
+    res.close(client);
+    const { err, events } = await nextEvent(res, server, WRITABLE);
+    assert.equal(events, 0);
+    assert.ok(err instanceof Error);
+    assert.deepEqual(
+      { ...err, message: err.message },
+      { code: 'EBADF', errno: errnoOf('EBADF'), syscall: 'uv_poll', message: 'uv_poll EBADF' },
+    );
+    assert.throws(() => native.recv(server, Buffer.alloc(8), 0, 8), {
+      code: 'ECONNRESET',
+      syscall: 'recvmsg',
+    });
+  });
+
+  test('stop, start again and change the mask', TIMEOUT, async (t) => {
+    const res = new Resources(t);
+    const { client, server } = res.pair();
+    const seen: number[] = [];
+    let wake = () => {};
+    const poller = res.poller(server, (_err, events) => {
+      seen.push(events);
+      poller.stop();
+      wake();
+    });
+    const nextCall = () => new Promise<void>((resolve) => (wake = resolve));
+
+    poller.start(READABLE);
+    poller.stop();
+    native.send(client, Buffer.from('x'), -1);
+    await afterAPollPhase();
+    assert.deepEqual(seen, []);
+
+    let call = nextCall();
+    poller.start(READABLE);
+    await call;
+    assert.deepEqual(seen, [READABLE]);
+
+    // start() replaces the mask: data is still waiting, but only writability is asked for.
+    call = nextCall();
+    poller.start(READABLE);
+    poller.start(WRITABLE);
+    await call;
+    assert.deepEqual(seen, [READABLE, WRITABLE]);
+  });
+
+  test(
+    'close is idempotent, silences the callback and makes other methods throw',
+    TIMEOUT,
+    async (t) => {
+      const res = new Resources(t);
+      const { client, server } = res.pair();
+      let calls = 0;
+      const poller = res.poller(client, () => calls++);
+      poller.start(WRITABLE);
+      poller.close();
+      poller.close();
+      await afterAPollPhase();
+      assert.equal(calls, 0);
+      const closed = { code: 'ERR_INVALID_STATE', message: /the Poller is closed/ };
+      assert.throws(() => poller.start(WRITABLE), closed);
+      assert.throws(() => poller.stop(), closed);
+      assert.throws(() => poller.ref(), closed);
+      assert.throws(() => poller.unref(), closed);
+
+      // Closed from inside its own callback while the fd stays writable.
+      let inside = 0;
+      const selfClosing = res.poller(server, () => {
+        inside++;
+        selfClosing.close();
+      });
+      selfClosing.start(WRITABLE);
+      while (inside === 0) await afterAPollPhase();
+      await afterAPollPhase();
+      assert.equal(inside, 1);
+    },
+  );
+
+  test('refuses what libuv cannot watch, and an fd closed under it', TIMEOUT, (t) => {
+    const res = new Resources(t);
+    const { client } = res.pair();
+    const file = res.fd(fs.openSync(res.path('plain'), 'w'));
+    const noop = () => {};
+    assert.throws(() => new native.Poller(file, noop), { code: 'EPERM', syscall: 'uv_poll_init' });
+    assert.throws(() => new native.Poller(BAD_FD, noop), {
+      code: 'EBADF',
+      syscall: 'uv_poll_init',
+    });
+    assert.throws(() => Reflect.apply(native.Poller, undefined, [client, noop]), TypeError);
+
+    // libuv allows one active watcher per fd.
+    const first = res.poller(client, noop);
+    first.start(READABLE);
+    assert.throws(() => new native.Poller(client, noop), { code: 'EEXIST' });
+    first.stop();
+    res.poller(client, noop).close();
+
+    assert.throws(() => first.start(0), { code: 'ERR_OUT_OF_RANGE' });
+    assert.throws(() => first.start(8), { code: 'ERR_OUT_OF_RANGE' });
+    // libuv would abort the process on epoll_ctl's EBADF: start() must throw instead.
+    const copy = res.fd(native.dup(client));
+    const orphan = res.poller(copy, noop);
+    res.close(copy);
+    assert.throws(() => orphan.start(READABLE), { code: 'EBADF', syscall: 'uv_poll_start' });
+  });
+
+  test('promise reactions run after each callback, before the next one', TIMEOUT, async (t) => {
+    const res = new Resources(t);
+    const { client, server } = res.pair();
+    const order: string[] = [];
+    await new Promise<void>((resolve) => {
+      let pending = 2;
+      for (const fd of [client, server]) {
+        const poller = res.poller(fd, () => {
+          poller.close();
+          order.push('callback');
+          void Promise.resolve().then(() => {
+            order.push('microtask');
+            if (--pending === 0) resolve();
+          });
+        });
+        poller.start(WRITABLE);
+      }
+    });
+    assert.deepEqual(order, ['callback', 'microtask', 'callback', 'microtask']);
+  });
+
+  test(
+    'an exception in the callback is an uncaught exception, and leaves no residue',
+    TIMEOUT,
+    async (t) => {
+      const res = new Resources(t);
+      const script = `
+      const a = require(process.argv[1]);
+      const listener = a.unixListen(process.argv[2], 1);
+      const fd = a.unixConnect(process.argv[2]);
+      const poller = new a.Poller(fd, () => { throw new Error('boom'); });
+      process.on('uncaughtException', (err) => {
+        poller.close();
+        a.close(fd); // would rethrow 'boom' if the exception were left pending in the addon
+        a.close(listener);
+        console.log('caught ' + err.message);
+      });
+      poller.start(2);`;
+      const child = nodeChild(t, script, res.path('throw.sock'));
+      assert.equal(await child.line(), 'caught boom');
+      assert.equal((await child.exited).code, 0, child.stderr);
+    },
+  );
+
+  test('unref lets the process exit while watching; ref keeps it alive', TIMEOUT, async (t) => {
+    const res = new Resources(t);
+    const script = `
+      const a = require(process.argv[1]);
+      const fd = a.unixListen(process.argv[2], 1);
+      const poller = new a.Poller(fd, () => {
+        console.log('event');
+        poller.close();
+        a.close(a.accept(fd));
+        a.close(fd);
+      });
+      poller.start(1);
+      poller.unref();
+      if (process.argv[3] === 'ref') poller.ref();
+      console.log('watching');`;
+
+    const unrefd = nodeChild(t, script, res.path('unref.sock'), 'unref');
+    assert.equal(await unrefd.line(), 'watching');
+    assert.deepEqual(await unrefd.exited, { code: 0, signal: null });
+
+    const refd = nodeChild(t, script, res.path('ref.sock'), 'ref');
+    assert.equal(await refd.line(), 'watching');
+    res.fd(native.unixConnect(res.path('ref.sock')));
+    assert.equal(await refd.line(), 'event');
+    assert.deepEqual(await refd.exited, { code: 0, signal: null });
+  });
+
+  test(
+    'garbage collection and worker teardown with live Pollers do not crash',
+    TIMEOUT,
+    async (t) => {
+      const res = new Resources(t);
+      const script = `
+      const a = require(process.argv[1]);
+      const { Worker } = require('worker_threads');
+      const socketPath = process.argv[2];
+      const listener = a.unixListen(socketPath, 8);
+      const total = 1000;
+      let collected = 0;
+      const registry = new FinalizationRegistry(() => collected++);
+      for (let i = 0; i < total; i++) {
+        const poller = new a.Poller(listener, () => {});
+        if (i % 2 === 0) { poller.start(1); poller.stop(); }
+        registry.register(poller, i);
+      }
+      // Started and dropped: pinned while active, so it must survive collection.
+      let active = new a.Poller(a.dup(listener), () => {});
+      active.start(1);
+      active.unref();
+      const pinned = new WeakRef(active);
+      active = null;
+      const collect = async () => {
+        for (let i = 0; i < 20; i++) { gc(); await new Promise((r) => setImmediate(r)); }
+      };
+      const worker = async (body) => {
+        const w = new Worker(
+          'const a = require(' + JSON.stringify(process.argv[1]) + ');' +
+          'const { parentPort, workerData } = require("worker_threads");' +
+          'const p = new a.Poller(a.unixConnect(workerData), () => {});' + body,
+          { eval: true, workerData: socketPath });
+        return w;
+      };
+      (async () => {
+        await collect();
+        console.log('collected ' + collected + ' pinned ' + (pinned.deref() !== undefined));
+        pinned.deref().close();
+        // A worker stopped mid-watch, and one that ends with an unref'd watch still active.
+        const busy = await worker('p.start(2); parentPort.postMessage("watching");');
+        await new Promise((r) => busy.once('message', r));
+        await busy.terminate();
+        const idle = await worker('p.start(1); p.unref();');
+        const [code] = await require('events').once(idle, 'exit');
+        await collect();
+        console.log('workers ' + code);
+      })();`;
+      const child = new Child(t, process.execPath, [
+        '--expose-gc',
+        '-e',
+        script,
+        ADDON,
+        res.path('gc.sock'),
+      ]);
+      assert.equal(await child.line(), 'collected 1000 pinned true');
+      assert.equal(await child.line(), 'workers 0');
+      assert.deepEqual(await child.exited, { code: 0, signal: null }, child.stderr);
+    },
+  );
+});
+
+// ---------------------------------------------------------------------------------------------
+// Leaks
+
+test('no descriptor leaks over 200 handoffs and 200 Pollers', TIMEOUT, async (t) => {
+  const res = new Resources(t);
+  const socketPath = res.path('leak.sock');
+  const listener = res.fd(native.unixListen(socketPath, 8));
+  const buf = Buffer.alloc(8);
+  const before = openFdCount();
+  for (let i = 0; i < 200; i++) {
+    const client = native.unixConnect(socketPath);
+    const server = native.accept(listener);
+    assert.equal(native.send(client, Buffer.from('x'), client), 1);
+    const { fds } = native.recv(server, buf, 0, buf.length)!;
+    assert.equal(fds.length, 1);
+    for (const fd of [...fds, server, client]) native.close(fd);
+  }
+  for (let i = 0; i < 200; i++) {
+    const poller = new native.Poller(listener, () => {});
+    poller.start(READABLE);
+    poller.close();
+  }
+  await afterAPollPhase();
+  assert.equal(openFdCount(), before);
+});
