@@ -156,6 +156,15 @@ export class PidFile {
   }
 }
 
+/** The owner's id as `pid` holds it now, read without the lock; empty when missing. */
+export function readPidFile(dir: string): Buffer {
+  try {
+    return fs.readFileSync(path.join(dir, PID_FILE));
+  } catch {
+    return Buffer.alloc(0);
+  }
+}
+
 /** The upgrade listener of this process, with the file identity needed to unlink only ours. */
 export interface UpgradeSocket {
   fd: number;

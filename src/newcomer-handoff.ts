@@ -26,7 +26,8 @@ const REFUSED_RETRY_MS = 100;
 
 /** The outcome of dialing the owner. */
 export type TakeOver =
-  | { owner: false; reason: string }
+  /** `entries`: what a dead owner handed over before it died; ours now, with nobody to ask. */
+  | { owner: false; reason: string; entries: StoredFd[] }
   | { owner: true; channel: UnixChannel; ownerPid: number; entries: StoredFd[] };
 
 /** The owner hung up before sending a single byte: it refuses requests in its current state. */
@@ -51,7 +52,11 @@ export async function takeOver(
     } catch (err) {
       if (signal.aborted) throw abortedBy(signal);
       const code = hasCode(err) ? err.code : 'unknown';
-      return { owner: false, reason: `could not connect to the owner's socket (${code})` };
+      return {
+        owner: false,
+        reason: `could not connect to the owner's socket (${code})`,
+        entries: [],
+      };
     }
     const { pid, uid } = native.peerCredentials(channel.fd);
     if (!isTrustedUid(uid)) {
@@ -62,15 +67,20 @@ export async function takeOver(
         { final: true },
       );
     }
+    const received: StoredFd[] = [];
     try {
-      const entries = await receiveDescriptors(channel, signal);
-      return { owner: true, channel, ownerPid: pid, entries };
+      await receiveDescriptors(channel, signal, log, received);
+      return { owner: true, channel, ownerPid: pid, entries: received };
     } catch (err) {
       channel.close();
-      if (signal.aborted) throw abortedBy(signal);
-      if (await processExited(pid)) {
-        return { owner: false, reason: `the owner (pid ${pid}) died during the handoff` };
+      const cutShort = err instanceof TablerollError && err.code === ErrorCodes.HANDOFF_FAILED;
+      if (!signal.aborted && (err instanceof Refused || cutShort) && (await processExited(pid))) {
+        // Keeping what arrived keeps those sockets open: connections queued on them survive.
+        const reason = `the owner (pid ${pid}) died during the handoff`;
+        return { owner: false, reason, entries: received };
       }
+      closeAll(received.map((entry) => entry.fd));
+      if (signal.aborted) throw abortedBy(signal);
       if (!(err instanceof Refused)) throw err;
       log.info({ ownerPid: pid }, 'the owner refused the handoff for now; retrying');
       await delay(REFUSED_RETRY_MS, signal);
@@ -78,37 +88,38 @@ export async function takeOver(
   }
 }
 
-async function receiveDescriptors(channel: UnixChannel, signal: AbortSignal): Promise<StoredFd[]> {
+/** Receives into `received`, which the caller owns (and closes on failure) even when this throws. */
+async function receiveDescriptors(
+  channel: UnixChannel,
+  signal: AbortSignal,
+  log: Logger,
+  received: StoredFd[],
+): Promise<void> {
   const entries = await receiveMetadata(channel, signal);
-  const received: StoredFd[] = [];
-  try {
-    for (const entry of entries) {
-      const { data, fds } = await channel.readWithFds(MAX_NAME_LENGTH, signal);
-      if (fds.length === 0 && data.length === 0) {
-        throw new TablerollError(
-          ErrorCodes.HANDOFF_FAILED,
-          `the owner closed the connection after ${received.length} of ${entries.length} descriptors`,
-        );
-      }
-      for (const fd of fds) received.push({ ...entry, fd, inherited: true });
-      if (fds.length !== 1)
-        throw protocolError(`${describe(entry)} came with ${fds.length} descriptors, not 1`);
-      if (data.length >= MAX_NAME_LENGTH)
-        throw protocolError(`the name of ${describe(entry)} is too long`);
-    }
-    // The owner must now wait for us; anything more it sent is a violation.
-    const extra = channel.readNow(1);
-    if (extra && (extra.fds.length > 0 || extra.data.length > 0)) {
-      closeAll(extra.fds);
-      throw protocolError(
-        `the owner sent more than the ${entries.length} descriptors it announced`,
+  log.debug({ step: 'metadata-received', count: entries.length }, 'received the metadata');
+  for (const entry of entries) {
+    const { data, fds } = await channel.readWithFds(MAX_NAME_LENGTH, signal);
+    if (fds.length === 0 && data.length === 0) {
+      throw new TablerollError(
+        ErrorCodes.HANDOFF_FAILED,
+        `the owner closed the connection after ${received.length} of ${entries.length} descriptors`,
       );
     }
-  } catch (err) {
-    closeAll(received.map((entry) => entry.fd));
-    throw err;
+    for (const fd of fds) received.push({ ...entry, fd, inherited: true });
+    if (fds.length !== 1) {
+      throw protocolError(`${describe(entry)} came with ${fds.length} descriptors, not 1`);
+    }
+    if (data.length >= MAX_NAME_LENGTH) {
+      throw protocolError(`the name of ${describe(entry)} is too long`);
+    }
+    log.debug({ step: 'fd-received', index: received.length - 1 }, 'received a descriptor');
   }
-  return received;
+  // The owner must now wait for us; anything more it sent is a violation.
+  const extra = channel.readNow(1);
+  if (extra && (extra.fds.length > 0 || extra.data.length > 0)) {
+    closeAll(extra.fds);
+    throw protocolError(`the owner sent more than the ${entries.length} descriptors it announced`);
+  }
 }
 
 async function receiveMetadata(
@@ -145,9 +156,15 @@ function describe(entry: MetadataEntry): string {
 }
 
 /** Sends the ready message and checks the owner's "stepping down" reply. */
-export async function confirmReady(channel: UnixChannel, signal: AbortSignal): Promise<void> {
+export async function confirmReady(
+  channel: UnixChannel,
+  signal: AbortSignal,
+  log: Logger,
+): Promise<void> {
   await channel.write(encodeReady(), signal);
+  log.debug({ step: 'ready-sent' }, 'sent the ready message');
   const length = decodeLength(await channel.readExact(LENGTH_PREFIX_BYTES, signal));
   const { value } = decodeBlobBody(await channel.readExact(length, signal));
   checkReply(value);
+  log.debug({ step: 'reply-received' }, 'the owner steps down');
 }

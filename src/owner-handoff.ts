@@ -3,6 +3,7 @@
  * descriptor per message, wait for the newcomer's ready message, answer "stepping down".
  * State changes, timers and events belong to the Upgrader; this module only talks.
  */
+import { ErrorCodes, TablerollError } from './errors.js';
 import type { Logger } from './logger.js';
 import {
   LENGTH_PREFIX_BYTES,
@@ -24,18 +25,21 @@ export async function sendDescriptors(
   channel: UnixChannel,
   entries: readonly StoredFd[],
   signal: AbortSignal,
+  log: Logger,
 ): Promise<void> {
   await channel.write(encodeMetadata(entries), signal);
-  for (const entry of entries) {
+  log.debug({ step: 'metadata-sent', count: entries.length }, 'sent the metadata');
+  for (const [index, entry] of entries.entries()) {
     // Exactly one fd per message: Go's receiver has room for one.
     await channel.write(descriptorName(entry), signal, entry.fd);
+    log.debug({ step: 'fd-sent', index }, 'sent a descriptor');
   }
 }
 
-/** Waits for the newcomer's ready message; resolves once it is valid. */
-export async function awaitReady(channel: UnixChannel, signal: AbortSignal): Promise<void> {
+/** Waits for the newcomer's ready message; resolves with its protocol version once valid. */
+export async function awaitReady(channel: UnixChannel, signal: AbortSignal): Promise<0 | 1> {
   const [first] = await channel.readExact(1, signal);
-  if (first === V0_READY_BYTE) return; // A v0 newcomer sends this byte and closes.
+  if (first === V0_READY_BYTE) return 0; // A v0 newcomer sends this byte and closes.
   if (first !== READY_BYTE) {
     throw protocolError(
       `expected the ready byte 0x42, got 0x${first!.toString(16).padStart(2, '0')}`,
@@ -44,20 +48,42 @@ export async function awaitReady(channel: UnixChannel, signal: AbortSignal): Pro
   const length = decodeLength(await channel.readExact(LENGTH_PREFIX_BYTES, signal));
   const { value } = decodeBlobBody(await channel.readExact(length, signal));
   checkReadyBody(value);
+  return 1;
 }
 
-/**
- * Tells the newcomer we step down. A failed write is logged and ignored: the newcomer has said
- * it is ready, and zero owners is better than two.
- */
+/** Tells the newcomer we step down; false when the reply could not be written. */
 export async function replySteppingDown(
   channel: UnixChannel,
   signal: AbortSignal,
   log: Logger,
-): Promise<void> {
+): Promise<boolean> {
   try {
     await channel.write(encodeSteppingDown(), signal);
+    log.debug({ step: 'reply-sent' }, 'sent "stepping down"');
+    return true;
   } catch (err) {
-    log.warn({ err }, 'could not send "stepping down"; stepping down anyway');
+    log.warn({ err }, 'could not send "stepping down"');
+    return false;
   }
+}
+
+/**
+ * After the reply, a v1 newcomer records itself in `pid` and only then closes the connection.
+ * So once it has closed, `pid` tells whether it took over or died before recording itself (the
+ * owner then keeps its descriptors rather than leave nobody in charge). A newcomer that neither
+ * closes nor dies by the deadline may believe it owns the sockets: then we step down anyway,
+ * because zero owners is better than two.
+ */
+export async function newcomerTookOver(
+  channel: UnixChannel,
+  signal: AbortSignal,
+  ownerIsStillUs: () => boolean,
+): Promise<boolean> {
+  try {
+    await channel.untilPeerSpeaks(signal);
+  } catch (err) {
+    if (err instanceof TablerollError && err.code === ErrorCodes.TIMEOUT) return true;
+    throw err;
+  }
+  return !ownerIsStillUs();
 }

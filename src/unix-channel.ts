@@ -165,8 +165,15 @@ export class UnixChannel {
       };
       this.pending = (err) => {
         signal.removeEventListener('abort', onAbort);
-        if (err) reject(err);
-        else resolve();
+        if (err instanceof TablerollError || err === null) {
+          if (err) reject(err);
+          else resolve();
+        } else {
+          // A reset peer shows up as a poll error (libuv reports EBADF).
+          reject(
+            new TablerollError(ErrorCodes.HANDOFF_FAILED, 'the connection failed', { cause: err }),
+          );
+        }
       };
       signal.addEventListener('abort', onAbort, { once: true });
       this.poller.start(events);

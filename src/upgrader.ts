@@ -8,6 +8,7 @@ import {
   PidFile,
   bindUpgradeSocket,
   processExited,
+  readPidFile,
   isTrustedUid,
   prepareDirectory,
   unlinkUpgradeSocket,
@@ -20,7 +21,12 @@ import { Fds, type StoredFd } from './fd-store.js';
 import { resolveLogger, type Logger } from './logger.js';
 import { READABLE, native, type Poller } from './native.js';
 import { confirmReady, takeOver } from './newcomer-handoff.js';
-import { awaitReady, replySteppingDown, sendDescriptors } from './owner-handoff.js';
+import {
+  awaitReady,
+  newcomerTookOver,
+  replySteppingDown,
+  sendDescriptors,
+} from './owner-handoff.js';
 import { StateMachine, type UpgraderState } from './upgrader-state.js';
 import { SystemdNotifier, reportToSystemd } from './sd-notify.js';
 import { takeActivatedSockets } from './socket-activation.js';
@@ -144,6 +150,7 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
       } finally {
         lockWait.dispose();
       }
+      log.debug({ step: 'locked' }, 'took the coordination lock');
       const { session, inherited } = await inheritFromOwner(dir, id, pidFile.read(), opts, log);
       const activated = opts.socketActivation === false ? [] : takeActivatedSockets(log);
       const entries = mergeActivated(inherited, activated, log);
@@ -218,6 +225,7 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     if (session && !this.ownerGone) await this.confirmWithOwner(session);
     if (this.isStopped()) throw stoppedError();
     this.pidFile!.write(this.id);
+    this.log.debug({ step: 'pid-written' }, 'recorded this process as the owner');
     this.machine.transition('owner');
     this.endSession();
     this.releaseLock();
@@ -256,7 +264,7 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
   private async confirmWithOwner(session: Session): Promise<void> {
     session.watch.abort();
     try {
-      await confirmReady(session.channel, session.limit.signal);
+      await confirmReady(session.channel, session.limit.signal, this.log);
     } catch (err) {
       if (this.isStopped()) throw stoppedError();
       const failure = asHandoffFailure(err);
@@ -373,11 +381,19 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
       this.stopController.signal,
     );
     try {
-      await sendDescriptors(channel, this.fds.snapshot(), limit.signal);
-      await awaitReady(channel, limit.signal);
+      await sendDescriptors(channel, this.fds.snapshot(), limit.signal, this.log);
+      const version = await awaitReady(channel, limit.signal);
+      this.log.debug({ step: 'ready-received', version }, 'the newcomer is ready');
       if (this.state !== 'transferring') return;
-      await replySteppingDown(channel, limit.signal, this.log);
+      const replied = await replySteppingDown(channel, limit.signal, this.log);
+      // A v0 newcomer's order after its ready byte is unknown: step down, as Go does.
+      const tookOver =
+        version === 0 || (await newcomerTookOver(channel, limit.signal, () => this.pidNamesUs()));
       if (this.state !== 'transferring') return;
+      if (!tookOver) {
+        const when = replied ? 'after our reply' : 'before our reply';
+        throw handoffError(`the newcomer went away ${when}, before recording itself as the owner`);
+      }
       this.machine.transition('draining');
       this.log.info('the newcomer took over; draining');
       this.complete('upgraded');
@@ -393,6 +409,11 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
       channel.close();
       if (this.transfer === channel) this.transfer = null;
     }
+  }
+
+  /** True when `<dir>/pid` still names this process (read without the lock: for a check only). */
+  private pidNamesUs(): boolean {
+    return readPidFile(this.dir).equals(Buffer.from(this.id, 'utf8'));
   }
 
   private assertMutable(): void {
@@ -446,9 +467,13 @@ async function inheritFromOwner(
     validateId(dir, ownerId);
     const result = await takeOver(dir, ownerId, limit.signal, log);
     if (!result.owner) {
-      log.warn({ ownerId, reason: result.reason }, 'no owner: starting with an empty fd store');
+      const kept = result.entries.length;
+      log.warn(
+        { ownerId, reason: result.reason, kept },
+        'no owner: starting with what it handed over',
+      );
       limit.dispose();
-      return none;
+      return { session: null, inherited: result.entries };
     }
     log.info(
       { ownerId, ownerPid: result.ownerPid, count: result.entries.length },
