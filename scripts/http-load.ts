@@ -37,7 +37,10 @@ export interface LoadResult {
 /** A running load. */
 export interface Load {
   readonly result: LoadResult;
+  /** Ends the load now (requests under way finish) and resolves with the counts. */
   stop(): Promise<LoadResult>;
+  /** Resolves with the counts once the load reached `maxRequests` or `maxMs` by itself. */
+  finished(): Promise<LoadResult>;
 }
 
 /** Starts the load; call `stop()` to end it and get the counts. */
@@ -97,6 +100,7 @@ export function startLoad(target: LoadTarget, options: LoadOptions = {}): Load {
       stopping = true;
       return done;
     },
+    finished: () => done,
   };
 }
 
