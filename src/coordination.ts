@@ -128,6 +128,11 @@ export class PidFile {
     }
   }
 
+  /** Takes the exclusive flock if it is free now; false when someone else holds it. */
+  tryLock(): boolean {
+    return native.flockExclusive(this.fd);
+  }
+
   /** The owner's id as raw bytes; empty when there is no owner. Not trimmed. */
   read(): Buffer {
     const size = fs.fstatSync(this.fd).size;
@@ -153,6 +158,16 @@ export class PidFile {
   /** Closing the file releases the lock. */
   close(): void {
     fs.closeSync(this.fd);
+  }
+}
+
+/** True when nobody holds the coordination lock: taken without waiting and released at once. */
+export function lockIsFree(dir: string): boolean {
+  const file = PidFile.open(dir);
+  try {
+    return file.tryLock();
+  } finally {
+    file.close();
   }
 }
 

@@ -74,12 +74,15 @@ export async function takeOver(
     } catch (err) {
       channel.close();
       const cutShort = err instanceof TablerollError && err.code === ErrorCodes.HANDOFF_FAILED;
-      if (!signal.aborted && (err instanceof Refused || cutShort) && (await processExited(pid))) {
+      const hungUp = !signal.aborted && (err instanceof Refused || cutShort);
+      if (hungUp && (await processExited(pid))) {
         // Keeping what arrived keeps those sockets open: connections queued on them survive.
         const reason = `the owner (pid ${pid}) died during the handoff`;
         return { owner: false, reason, entries: received };
       }
       closeAll(received.map((entry) => entry.fd));
+      // A live owner hung up: that is the failure, even if the deadline passed while we checked.
+      if (hungUp && cutShort) throw err;
       if (signal.aborted) throw abortedBy(signal);
       if (!(err instanceof Refused)) throw err;
       log.info({ ownerPid: pid }, 'the owner refused the handoff for now; retrying');

@@ -3,6 +3,7 @@
  * descriptor per message, wait for the newcomer's ready message, answer "stepping down".
  * State changes, timers and events belong to the Upgrader; this module only talks.
  */
+import { delay } from './deadline.js';
 import { ErrorCodes, TablerollError } from './errors.js';
 import type { Logger } from './logger.js';
 import {
@@ -67,23 +68,39 @@ export async function replySteppingDown(
   }
 }
 
+/** What the owner can tell about the coordination directory without holding its lock. */
+export interface OwnerRecord {
+  /** `<dir>/pid` still names this process. */
+  namesUs(): boolean;
+  /** Nobody holds the coordination lock now. */
+  lockIsFree(): boolean;
+}
+
 /**
- * After the reply, a v1 newcomer records itself in `pid` and only then closes the connection.
- * So once it has closed, `pid` tells whether it took over or died before recording itself (the
- * owner then keeps its descriptors rather than leave nobody in charge). A newcomer that neither
- * closes nor dies by the deadline may believe it owns the sockets: then we step down anyway,
- * because zero owners is better than two.
+ * After the reply, a newcomer closes the connection, records itself in `pid` and releases the
+ * lock, in that order for Go (its readyHandshake closes on return) and py_peer, or with the
+ * close after the write for us. So once it has closed and the lock is free, `pid` tells whether
+ * it took over or died before recording itself (the owner then keeps its descriptors rather
+ * than leave nobody in charge). A newcomer that neither finishes nor dies by the deadline may
+ * believe it owns the sockets: then we step down anyway, because zero owners is better than two.
  */
 export async function newcomerTookOver(
   channel: UnixChannel,
   signal: AbortSignal,
-  ownerIsStillUs: () => boolean,
+  record: OwnerRecord,
+  log: Logger,
 ): Promise<boolean> {
   try {
     await channel.untilPeerSpeaks(signal);
+    log.debug({ step: 'newcomer-closed' }, 'the newcomer hung up; waiting for it to take over');
+    // While the newcomer holds the lock, our id in pid may only mean it has not written it yet.
+    for (let pause = 1; record.namesUs(); pause = Math.min(pause * 2, 20)) {
+      if (record.lockIsFree()) return !record.namesUs();
+      await delay(pause, signal);
+    }
+    return true;
   } catch (err) {
     if (err instanceof TablerollError && err.code === ErrorCodes.TIMEOUT) return true;
     throw err;
   }
-  return !ownerIsStillUs();
 }

@@ -10,6 +10,7 @@ import {
   processExited,
   readPidFile,
   isTrustedUid,
+  lockIsFree,
   prepareDirectory,
   unlinkUpgradeSocket,
   validateId,
@@ -26,11 +27,13 @@ import {
   newcomerTookOver,
   replySteppingDown,
   sendDescriptors,
+  type OwnerRecord,
 } from './owner-handoff.js';
 import { StateMachine, type UpgraderState } from './upgrader-state.js';
 import { SystemdNotifier, reportToSystemd } from './sd-notify.js';
 import { takeActivatedSockets } from './socket-activation.js';
-import { UnixChannel } from './unix-channel.js';
+import { UnixChannel, closeAll } from './unix-channel.js';
+import { protocolError } from './protocol.js';
 
 /** Options of `Upgrader.create`. */
 export interface UpgraderOptions {
@@ -297,6 +300,12 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
   }
 
   private async onOwnerHungUp(session: Session): Promise<void> {
+    // Before our ready message the owner may only hang up: anything it sends (a descriptor
+    // more than it announced, say) breaks the protocol, whether or not it dies afterwards.
+    if (spokeOutOfTurn(session.channel)) {
+      this.failSession(protocolError('the owner sent data before ready() was called'));
+      return;
+    }
     // Dead, it owns nothing: we hold every descriptor and the lock, so we may take over.
     if (await processExited(session.ownerPid)) {
       if (this.session !== session) return;
@@ -388,7 +397,8 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
       const replied = await replySteppingDown(channel, limit.signal, this.log);
       // A v0 newcomer's order after its ready byte is unknown: step down, as Go does.
       const tookOver =
-        version === 0 || (await newcomerTookOver(channel, limit.signal, () => this.pidNamesUs()));
+        version === 0 ||
+        (await newcomerTookOver(channel, limit.signal, this.ownerRecord(), this.log));
       if (this.state !== 'transferring') return;
       if (!tookOver) {
         const when = replied ? 'after our reply' : 'before our reply';
@@ -411,9 +421,22 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     }
   }
 
-  /** True when `<dir>/pid` still names this process (read without the lock: for a check only). */
-  private pidNamesUs(): boolean {
-    return readPidFile(this.dir).equals(Buffer.from(this.id, 'utf8'));
+  /** Reads of `<dir>/pid` and probes of its lock, without holding it: for checks only. */
+  private ownerRecord(): OwnerRecord {
+    let warned = false;
+    return {
+      namesUs: () => readPidFile(this.dir).equals(Buffer.from(this.id, 'utf8')),
+      lockIsFree: () => {
+        try {
+          return lockIsFree(this.dir);
+        } catch (err) {
+          // Cannot tell: keep waiting, and step down at the deadline.
+          if (!warned) this.log.warn({ err }, 'could not probe the coordination lock');
+          warned = true;
+          return false;
+        }
+      },
+    };
   }
 
   private assertMutable(): void {
@@ -534,6 +557,19 @@ function checkOptions(options: UpgraderOptions): UpgraderOptions {
     );
   }
   return options;
+}
+
+/** True when the peer sent something (its descriptors are closed at once), not a hang-up. */
+function spokeOutOfTurn(channel: UnixChannel): boolean {
+  let got;
+  try {
+    got = channel.readNow(1);
+  } catch {
+    return false; // A reset: the peer went away.
+  }
+  if (!got) return false;
+  closeAll(got.fds);
+  return got.data.length > 0 || got.fds.length > 0;
 }
 
 function stoppedError(): TablerollError {
