@@ -135,25 +135,31 @@ export function decodeMetadata(version: number, value: unknown): MetadataEntry[]
     if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
       throw protocolError(`metadata entry ${index} is not an object`);
     }
-    const { kind, id, network, addr } = entry;
+    const { kind, id, network, addr, name } = entry as typeof entry & { name?: unknown };
     if (kind !== 'listener' && kind !== 'conn' && kind !== 'file') {
       throw protocolError(`metadata entry ${index} has unknown kind ${JSON.stringify(kind)}`);
     }
     if (typeof id !== 'string') throw protocolError(`metadata entry ${index} has no string id`);
     if (seen.has(id)) throw protocolError(`metadata names id ${JSON.stringify(id)} twice`);
     seen.add(id);
+    // Some Go versions describe a file by a `name` key instead of `addr`.
+    const fileName = kind === 'file' && typeof name === 'string' ? name : '';
     return {
       kind,
       id,
       network: typeof network === 'string' ? network : '',
-      addr: typeof addr === 'string' ? addr : '',
+      addr: typeof addr === 'string' && addr !== '' ? addr : fileName,
     };
   });
 }
 
-/** The name sent with a descriptor, as Go formats it: `listener(web): tcp:127.0.0.1:8080`. */
+/**
+ * The name sent with a descriptor, as Go formats it: `listener(web): tcp:127.0.0.1:8080`,
+ * `conn(c1): unixgram:`, `file(f1): /var/log/app.log`.
+ */
 export function descriptorName(entry: MetadataEntry): Buffer {
-  const name = Buffer.from(`${entry.kind}(${entry.id}): ${entry.network}:${entry.addr}`, 'utf8');
+  const where = entry.kind === 'file' ? entry.addr : `${entry.network}:${entry.addr}`;
+  const name = Buffer.from(`${entry.kind}(${entry.id}): ${where}`, 'utf8');
   // The name is informational; cut it rather than break a Go receiver's 4096-byte buffer.
   return name.length < MAX_NAME_LENGTH ? name : name.subarray(0, MAX_NAME_LENGTH - 1);
 }

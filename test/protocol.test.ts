@@ -110,6 +110,8 @@ describe('blobs and the test vectors of a Go v2.1.0 owner', () => {
     };
     assert.equal(descriptorName(entry).toString(), 'listener(web): tcp:127.0.0.1:8080');
     assert.equal(descriptorName({ ...entry, id: 'x'.repeat(5000) }).length, 4095);
+    const file: MetadataEntry = { kind: 'file', id: 'f1', network: '', addr: '/var/log/app.log' };
+    assert.equal(descriptorName(file).toString(), 'file(f1): /var/log/app.log');
   });
 
   it('round-trips arbitrary JSON values at any version (property)', () => {
@@ -162,8 +164,14 @@ describe('decoding hostile input', () => {
   });
 
   it('ignores unknown keys and fills absent network and addr (Go v3+)', () => {
-    const entries = decodeMetadata(1, [{ kind: 'file', id: 'f', extra: true }]);
-    assert.deepEqual(entries, [{ kind: 'file', id: 'f', network: '', addr: '' }]);
+    const entries = decodeMetadata(1, [
+      { kind: 'file', id: 'f', extra: true },
+      { kind: 'file', id: 'g', name: '/tmp/g' },
+    ]);
+    assert.deepEqual(entries, [
+      { kind: 'file', id: 'f', network: '', addr: '' },
+      { kind: 'file', id: 'g', network: '', addr: '/tmp/g' },
+    ]);
   });
 
   it('never throws anything but a coded protocol error on random bodies (property)', () => {
