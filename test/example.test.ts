@@ -14,7 +14,10 @@ describe('examples/http-server', () => {
   it('is the README usage snippet, verbatim', () => {
     const source = fs.readFileSync(path.join(ROOT, 'examples/http-server.ts'), 'utf8');
     const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-    assert.ok(readme.includes('```ts\n' + source + '```'), 'README.md must embed examples/http-server.ts');
+    assert.ok(
+      readme.includes('```ts\n' + source + '```'),
+      'README.md must embed examples/http-server.ts',
+    );
   });
 
   it('hands its port to a second copy, drains and exits; SIGTERM stops the last', async (t) => {
@@ -25,7 +28,12 @@ describe('examples/http-server', () => {
     assert.equal((await httpGet({ port, host: '127.0.0.1' })).body, `hello from ${first.pid}\n`);
     const second = startCommand(t, process.execPath, [EXAMPLE, ...args]);
     assert.equal((await second.line('ready')).port, port);
-    assert.deepEqual(await first.line('exit'), { event: 'exit', pid: first.pid, reason: 'upgraded', forced: false });
+    assert.deepEqual(await first.line('exit'), {
+      event: 'exit',
+      pid: first.pid,
+      reason: 'upgraded',
+      forced: false,
+    });
     assert.equal((await first.exited).code, 0);
     assert.equal((await httpGet({ port, host: '127.0.0.1' })).body, `hello from ${second.pid}\n`);
     second.proc.kill('SIGTERM');
@@ -36,8 +44,15 @@ describe('examples/http-server', () => {
 
 describe('npm run demo', () => {
   it('upgrades under load with no failed request', async (t) => {
-    const demo = startCommand(t, process.execPath, [path.join(ROOT, 'dist/scripts/demo.js'), '--upgrades', '2']);
-    const summary = await demo.line((l) => l.event === 'text' && String(l.text).startsWith('demo:'), 60_000);
+    const demo = startCommand(t, process.execPath, [
+      path.join(ROOT, 'dist/scripts/demo.js'),
+      '--upgrades',
+      '2',
+    ]);
+    const summary = await demo.line(
+      (l) => l.event === 'text' && String(l.text).startsWith('demo:'),
+      60_000,
+    );
     assert.match(String(summary.text), /^demo: [1-9]\d* ok, 0 failed, 2 upgrades$/);
     assert.equal((await demo.exited).code, 0);
   });
