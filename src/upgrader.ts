@@ -187,6 +187,10 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     this.completion = new Promise((resolve) => (this.complete = resolve));
     this.machine = new StateMachine((to, from) => {
       this.log.debug({ from, to }, 'state change');
+      // The owner keeps its process alive: it holds sockets it must hand over. A newcomer
+      // before ready() and an owner that handed over do not.
+      if (to === 'owner') this.acceptPoller.ref();
+      if (to === 'draining') this.acceptPoller.unref();
       this.emit('state', to, from);
     });
     this.fds = new Fds(
@@ -194,7 +198,6 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
       parts.inherited,
     );
     this.acceptPoller = new native.Poller(this.socket.fd, () => this.acceptAll());
-    // Upgrade requests must not keep a process alive that has nothing else to do.
     this.acceptPoller.unref();
     this.acceptPoller.start(READABLE);
     if (this.session) this.watchSession(this.session);

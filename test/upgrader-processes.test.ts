@@ -8,7 +8,7 @@ import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { native } from '../src/native.js';
 import { startLoad } from '../scripts/http-load.js';
-import { httpGet, startFixture, tempDir, until, type Child, type Line } from './helpers.js';
+import { Child, ROOT, httpGet, startFixture, tempDir, until, type Line } from './helpers.js';
 
 const FIXTURE = 'upgrader-process.js';
 
@@ -188,5 +188,28 @@ describe('handoffs between processes', () => {
       to.startsWith('socket:'),
     );
     assert.deepEqual(sockets, [], JSON.stringify(children.fds));
+  });
+});
+
+describe('process lifetime', () => {
+  it('keeps an owner alive with no server of its own, and lets it exit once it handed over', async (t) => {
+    const dir = tempDir(t);
+    // No server, no timer: only the Upgrader can keep this process alive.
+    const script = `
+      import { Upgrader } from 'tableroll';
+      const upg = await Upgrader.create(${JSON.stringify(dir)}, 'bare');
+      await upg.fds.listen('web', { host: '127.0.0.1', port: 0 });
+      await upg.ready();
+      console.log(JSON.stringify({ event: 'owner' }));
+      upg.on('upgrade-completed', () => console.log(JSON.stringify({ event: 'completed' })));`;
+    const bare = new Child(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT });
+    t.after(() => bare.kill());
+    await bare.line('owner');
+    const next = start(t, dir, 'next', '--tcp', 'web');
+    const created = await next.line('created');
+    assert.equal((created.inherited as unknown[]).length, 1, 'the bare owner was still there');
+    await next.line('ready');
+    await bare.line('completed');
+    assert.deepEqual(await bare.exited, { code: 0, signal: null });
   });
 });
