@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ErrorCodes, TablerollError, hasCode } from './errors.js';
-import { delay } from './deadline.js';
+import { delay, type Deadline } from './deadline.js';
 import { native } from './native.js';
 import type { Logger } from './logger.js';
 
@@ -114,8 +114,8 @@ export class PidFile {
     return new PidFile(fd, file);
   }
 
-  /** Takes the exclusive flock, retrying until it is free or the signal fires. */
-  async lock(signal: AbortSignal, log: Logger): Promise<void> {
+  /** Takes the exclusive flock, retrying until it is free or `limit` fires. */
+  async lock(limit: Deadline, log: Logger): Promise<void> {
     let pause = 5;
     let logged = false;
     while (!native.flockExclusive(this.fd)) {
@@ -123,7 +123,7 @@ export class PidFile {
         log.info({ path: this.path }, 'waiting for the coordination lock');
         logged = true;
       }
-      await delay(pause, signal);
+      await delay(pause, limit);
       pause = Math.min(pause * 2, LOCK_RETRY_MAX_MS);
     }
   }

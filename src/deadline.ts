@@ -1,85 +1,106 @@
 /**
- * Deadlines as AbortSignals whose `reason` is always a TablerollError, so any wait can throw
- * `signal.reason` as is: ERR_TABLEROLL_TIMEOUT when the time ran out, ERR_TABLEROLL_ABORTED when
- * the caller's signal fired, or whatever error the owner of the deadline aborted it with.
+ * Deadlines: a wait gives up when time runs out, when a parent (the caller's AbortSignal, the
+ * Upgrader being stopped, an enclosing deadline) fires, or when it is fired by hand. The reason
+ * is always a TablerollError, so a wait can throw it as is: ERR_TABLEROLL_TIMEOUT,
+ * ERR_TABLEROLL_ABORTED for the caller's signal, or whatever error the owner fired it with.
+ *
+ * Internally a plain callback list rather than AbortController: a handoff runs once per process,
+ * cold, and EventTarget dispatch and DOMException creation cost it about a millisecond.
  */
 import { ErrorCodes, TablerollError } from './errors.js';
 
-/** A signal that fires at a deadline, when a parent signal fires, or on `abort(reason)`. */
-export interface Deadline {
-  readonly signal: AbortSignal;
-  /** Fires the signal now with this reason (no-op once fired). */
-  abort(reason: TablerollError): void;
-  /** Clears the timer and detaches from the parents. Call it when the wait is over. */
-  dispose(): void;
-}
+/** Something a Deadline can follow. */
+export type DeadlineParent = Deadline | AbortSignal | undefined;
 
-/**
- * A deadline `ms` from now (Infinity for none), also fired by any of `parents`. `what` names the
- * wait in the timeout message. The timer does not keep the process alive.
- */
-export function deadline(
-  ms: number,
-  what: string,
-  ...parents: (AbortSignal | undefined)[]
-): Deadline {
-  const controller = new AbortController();
-  const abort = (reason: TablerollError): void => {
-    if (!controller.signal.aborted) controller.abort(reason);
-  };
-  const detach: (() => void)[] = [];
-  for (const parent of parents) {
-    if (!parent) continue;
-    const onAbort = (): void => abort(abortedBy(parent));
-    if (parent.aborted) onAbort();
+/** A wait's limit: a time, parents, and a manual trigger. Dispose of it when the wait is over. */
+export class Deadline {
+  private firedWith: TablerollError | undefined;
+  private readonly callbacks = new Set<(reason: TablerollError) => void>();
+  private readonly detach: (() => void)[] = [];
+  private timer: NodeJS.Timeout | undefined;
+
+  /** `ms` from now (Infinity for none); `what` names the wait in the timeout message. */
+  constructor(ms: number, what: string, parents: readonly DeadlineParent[] = []) {
+    for (const parent of parents) this.follow(parent);
+    if (Number.isFinite(ms) && !this.firedWith) {
+      this.timer = setTimeout(
+        () => this.fire(new TablerollError(ErrorCodes.TIMEOUT, `${what} timed out after ${ms} ms`)),
+        ms,
+      );
+      // A deadline alone does not keep the process alive.
+      this.timer.unref();
+    }
+  }
+
+  /** Why it fired, or undefined while it has not. */
+  get reason(): TablerollError | undefined {
+    return this.firedWith;
+  }
+
+  /** Throws the reason once fired. */
+  throwIfFired(): void {
+    if (this.firedWith) throw this.firedWith;
+  }
+
+  /** Calls `fn` when it fires (not if it already has); returns the unsubscription. */
+  onFire(fn: (reason: TablerollError) => void): () => void {
+    this.callbacks.add(fn);
+    return () => this.callbacks.delete(fn);
+  }
+
+  /** Fires now with `reason`; later calls do nothing. */
+  fire(reason: TablerollError): void {
+    if (this.firedWith) return;
+    this.firedWith = reason;
+    clearTimeout(this.timer);
+    const callbacks = [...this.callbacks];
+    this.callbacks.clear();
+    for (const fn of callbacks) fn(reason);
+  }
+
+  /** Clears the timer and lets go of the parents. */
+  dispose(): void {
+    clearTimeout(this.timer);
+    for (const undo of this.detach.splice(0)) undo();
+  }
+
+  private follow(parent: DeadlineParent): void {
+    if (parent === undefined) return;
+    if (parent instanceof Deadline) {
+      if (parent.reason) this.fire(parent.reason);
+      else this.detach.push(parent.onFire((reason) => this.fire(reason)));
+      return;
+    }
+    const onAbort = (): void => this.fire(abortedBy(parent));
+    if (parent.aborted) return onAbort();
     parent.addEventListener('abort', onAbort, { once: true });
-    detach.push(() => parent.removeEventListener('abort', onAbort));
+    this.detach.push(() => parent.removeEventListener('abort', onAbort));
   }
-  let timer: NodeJS.Timeout | undefined;
-  if (Number.isFinite(ms)) {
-    timer = setTimeout(
-      () => abort(new TablerollError(ErrorCodes.TIMEOUT, `${what} timed out after ${ms} ms`)),
-      ms,
-    );
-    timer.unref();
-  }
-  return {
-    signal: controller.signal,
-    abort,
-    dispose: () => {
-      clearTimeout(timer);
-      for (const undo of detach) undo();
-    },
-  };
 }
 
-/** The TablerollError a fired signal stands for. */
+/** The TablerollError a fired AbortSignal stands for. */
 export function abortedBy(signal: AbortSignal): TablerollError {
   const reason: unknown = signal.reason;
   if (reason instanceof TablerollError) return reason;
   return new TablerollError(ErrorCodes.ABORTED, 'the operation was aborted', { cause: reason });
 }
 
-/** Throws the signal's reason as a TablerollError when it has fired. */
+/** Throws ERR_TABLEROLL_ABORTED when the caller's signal has fired. */
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw abortedBy(signal);
 }
 
-/** Resolves after `ms`, or rejects when the signal fires (for retry pacing, not for waiting). */
-export function delay(ms: number, signal: AbortSignal): Promise<void> {
+/** Resolves after `ms`, or rejects when `limit` fires (for retry pacing, not for waiting). */
+export function delay(ms: number, limit: Deadline): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(abortedBy(signal));
-      return;
-    }
-    const onAbort = (): void => {
+    if (limit.reason) return reject(limit.reason);
+    const unsubscribe = limit.onFire((reason) => {
       clearTimeout(timer);
-      reject(abortedBy(signal));
-    };
+      reject(reason);
+    });
     const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
+      unsubscribe();
       resolve();
     }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
   });
 }

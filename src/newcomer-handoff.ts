@@ -3,7 +3,7 @@
  * and later confirm with the ready message. Called with the coordination lock held.
  */
 import { ErrorCodes, TablerollError, hasCode } from './errors.js';
-import { abortedBy, delay } from './deadline.js';
+import { delay, type Deadline } from './deadline.js';
 import { isTrustedUid, processExited, socketPath } from './coordination.js';
 import type { Logger } from './logger.js';
 import { native } from './native.js';
@@ -36,21 +36,21 @@ class Refused extends Error {}
 /**
  * Dials `ownerId` and receives its descriptors. A socket nobody accepts on, a missing socket,
  * or an owner that died, mean there is no owner. A live owner that refuses is retried until
- * `signal` fires: it is mid-transfer or draining and will go away.
+ * `limit` fires: it is mid-transfer or draining and will go away.
  */
 export async function takeOver(
   dir: string,
   ownerId: string,
-  signal: AbortSignal,
+  limit: Deadline,
   log: Logger,
 ): Promise<TakeOver> {
   const path = socketPath(dir, ownerId);
   for (;;) {
     let channel: UnixChannel;
     try {
-      channel = await UnixChannel.connect(path, signal);
+      channel = await UnixChannel.connect(path, limit);
     } catch (err) {
-      if (signal.aborted) throw abortedBy(signal);
+      limit.throwIfFired();
       const code = hasCode(err) ? err.code : 'unknown';
       return {
         owner: false,
@@ -69,12 +69,12 @@ export async function takeOver(
     }
     const received: StoredFd[] = [];
     try {
-      await receiveDescriptors(channel, signal, log, received);
+      await receiveDescriptors(channel, limit, log, received);
       return { owner: true, channel, ownerPid: pid, entries: received };
     } catch (err) {
       channel.close();
       const cutShort = err instanceof TablerollError && err.code === ErrorCodes.HANDOFF_FAILED;
-      const hungUp = !signal.aborted && (err instanceof Refused || cutShort);
+      const hungUp = !limit.reason && (err instanceof Refused || cutShort);
       if (hungUp && (await processExited(pid))) {
         // Keeping what arrived keeps those sockets open: connections queued on them survive.
         const reason = `the owner (pid ${pid}) died during the handoff`;
@@ -83,10 +83,10 @@ export async function takeOver(
       closeAll(received.map((entry) => entry.fd));
       // A live owner hung up: that is the failure, even if the deadline passed while we checked.
       if (hungUp && cutShort) throw err;
-      if (signal.aborted) throw abortedBy(signal);
+      limit.throwIfFired();
       if (!(err instanceof Refused)) throw err;
       log.info({ ownerPid: pid }, 'the owner refused the handoff for now; retrying');
-      await delay(REFUSED_RETRY_MS, signal);
+      await delay(REFUSED_RETRY_MS, limit);
     }
   }
 }
@@ -94,14 +94,14 @@ export async function takeOver(
 /** Receives into `received`, which the caller owns (and closes on failure) even when this throws. */
 async function receiveDescriptors(
   channel: UnixChannel,
-  signal: AbortSignal,
+  limit: Deadline,
   log: Logger,
   received: StoredFd[],
 ): Promise<void> {
-  const entries = await receiveMetadata(channel, signal);
+  const entries = await receiveMetadata(channel, limit);
   log.debug({ step: 'metadata-received', count: entries.length }, 'received the metadata');
   for (const entry of entries) {
-    const { data, fds } = await channel.readWithFds(MAX_NAME_LENGTH, signal);
+    const { data, fds } = await channel.readWithFds(MAX_NAME_LENGTH, limit);
     if (fds.length === 0 && data.length === 0) {
       throw new TablerollError(
         ErrorCodes.HANDOFF_FAILED,
@@ -125,13 +125,10 @@ async function receiveDescriptors(
   }
 }
 
-async function receiveMetadata(
-  channel: UnixChannel,
-  signal: AbortSignal,
-): Promise<MetadataEntry[]> {
+async function receiveMetadata(channel: UnixChannel, limit: Deadline): Promise<MetadataEntry[]> {
   let head: Buffer;
   try {
-    const first = await channel.readWithFds(LENGTH_PREFIX_BYTES, signal);
+    const first = await channel.readWithFds(LENGTH_PREFIX_BYTES, limit);
     if (first.fds.length > 0) {
       closeAll(first.fds);
       throw protocolError('descriptors arrived with the metadata length');
@@ -144,13 +141,10 @@ async function receiveMetadata(
     throw err;
   }
   if (head.length < LENGTH_PREFIX_BYTES) {
-    head = Buffer.concat([
-      head,
-      await channel.readExact(LENGTH_PREFIX_BYTES - head.length, signal),
-    ]);
+    head = Buffer.concat([head, await channel.readExact(LENGTH_PREFIX_BYTES - head.length, limit)]);
   }
   const length = decodeLength(head);
-  const { version, value } = decodeBlobBody(await channel.readExact(length, signal));
+  const { version, value } = decodeBlobBody(await channel.readExact(length, limit));
   return decodeMetadata(version, value);
 }
 
@@ -161,13 +155,13 @@ function describe(entry: MetadataEntry): string {
 /** Sends the ready message and checks the owner's "stepping down" reply. */
 export async function confirmReady(
   channel: UnixChannel,
-  signal: AbortSignal,
+  limit: Deadline,
   log: Logger,
 ): Promise<void> {
-  await channel.write(encodeReady(), signal);
+  await channel.write(encodeReady(), limit);
   log.debug({ step: 'ready-sent' }, 'sent the ready message');
-  const length = decodeLength(await channel.readExact(LENGTH_PREFIX_BYTES, signal));
-  const { value } = decodeBlobBody(await channel.readExact(length, signal));
+  const length = decodeLength(await channel.readExact(LENGTH_PREFIX_BYTES, limit));
+  const { value } = decodeBlobBody(await channel.readExact(length, limit));
   checkReply(value);
   log.debug({ step: 'reply-received' }, 'the owner steps down');
 }

@@ -3,7 +3,7 @@
  * descriptor per message, wait for the newcomer's ready message, answer "stepping down".
  * State changes, timers and events belong to the Upgrader; this module only talks.
  */
-import { delay } from './deadline.js';
+import { delay, type Deadline } from './deadline.js';
 import { ErrorCodes, TablerollError } from './errors.js';
 import type { Logger } from './logger.js';
 import {
@@ -25,29 +25,29 @@ import type { UnixChannel } from './unix-channel.js';
 export async function sendDescriptors(
   channel: UnixChannel,
   entries: readonly StoredFd[],
-  signal: AbortSignal,
+  limit: Deadline,
   log: Logger,
 ): Promise<void> {
-  await channel.write(encodeMetadata(entries), signal);
+  await channel.write(encodeMetadata(entries), limit);
   log.debug({ step: 'metadata-sent', count: entries.length }, 'sent the metadata');
   for (const [index, entry] of entries.entries()) {
     // Exactly one fd per message: Go's receiver has room for one.
-    await channel.write(descriptorName(entry), signal, entry.fd);
+    await channel.write(descriptorName(entry), limit, entry.fd);
     log.debug({ step: 'fd-sent', index }, 'sent a descriptor');
   }
 }
 
 /** Waits for the newcomer's ready message; resolves with its protocol version once valid. */
-export async function awaitReady(channel: UnixChannel, signal: AbortSignal): Promise<0 | 1> {
-  const [first] = await channel.readExact(1, signal);
+export async function awaitReady(channel: UnixChannel, limit: Deadline): Promise<0 | 1> {
+  const [first] = await channel.readExact(1, limit);
   if (first === V0_READY_BYTE) return 0; // A v0 newcomer sends this byte and closes.
   if (first !== READY_BYTE) {
     throw protocolError(
       `expected the ready byte 0x42, got 0x${first!.toString(16).padStart(2, '0')}`,
     );
   }
-  const length = decodeLength(await channel.readExact(LENGTH_PREFIX_BYTES, signal));
-  const { value } = decodeBlobBody(await channel.readExact(length, signal));
+  const length = decodeLength(await channel.readExact(LENGTH_PREFIX_BYTES, limit));
+  const { value } = decodeBlobBody(await channel.readExact(length, limit));
   checkReadyBody(value);
   return 1;
 }
@@ -55,11 +55,11 @@ export async function awaitReady(channel: UnixChannel, signal: AbortSignal): Pro
 /** Tells the newcomer we step down; false when the reply could not be written. */
 export async function replySteppingDown(
   channel: UnixChannel,
-  signal: AbortSignal,
+  limit: Deadline,
   log: Logger,
 ): Promise<boolean> {
   try {
-    await channel.write(encodeSteppingDown(), signal);
+    await channel.write(encodeSteppingDown(), limit);
     log.debug({ step: 'reply-sent' }, 'sent "stepping down"');
     return true;
   } catch (err) {
@@ -86,17 +86,17 @@ export interface OwnerRecord {
  */
 export async function newcomerTookOver(
   channel: UnixChannel,
-  signal: AbortSignal,
+  limit: Deadline,
   record: OwnerRecord,
   log: Logger,
 ): Promise<boolean> {
   try {
-    await channel.untilPeerSpeaks(signal);
+    await channel.untilPeerSpeaks(limit);
     log.debug({ step: 'newcomer-closed' }, 'the newcomer hung up; waiting for it to take over');
     // While the newcomer holds the lock, our id in pid may only mean it has not written it yet.
     for (let pause = 1; record.namesUs(); pause = Math.min(pause * 2, 20)) {
       if (record.lockIsFree()) return !record.namesUs();
-      await delay(pause, signal);
+      await delay(pause, limit);
     }
     return true;
   } catch (err) {

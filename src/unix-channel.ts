@@ -7,7 +7,7 @@
  * and bytes read as part of the wrong message lose it or pin it to the wrong entry.
  */
 import { ErrorCodes, TablerollError, hasCode } from './errors.js';
-import { abortedBy, delay, deadline } from './deadline.js';
+import { delay, type Deadline } from './deadline.js';
 import { DISCONNECT, READABLE, WRITABLE, native, type Poller } from './native.js';
 import { protocolError } from './protocol.js';
 
@@ -46,25 +46,25 @@ export class UnixChannel {
   }
 
   /** Connects to a unix socket, retrying while its backlog is full. */
-  static async connect(path: string, signal: AbortSignal): Promise<UnixChannel> {
+  static async connect(path: string, limit: Deadline): Promise<UnixChannel> {
     for (let pause = 1; ; pause = Math.min(pause * 2, 50)) {
       try {
         return new UnixChannel(native.unixConnect(path));
       } catch (err) {
         if (!hasCode(err, 'EAGAIN')) throw err;
       }
-      await delay(pause, signal);
+      await delay(pause, limit);
     }
   }
 
   /** Reads exactly `length` bytes that must carry no descriptors. */
-  async readExact(length: number, signal: AbortSignal): Promise<Buffer> {
+  async readExact(length: number, limit: Deadline): Promise<Buffer> {
     const buf = Buffer.allocUnsafe(length);
     let offset = 0;
     while (offset < length) {
       const got = this.recv(buf, offset, length - offset);
       if (got === null) {
-        await this.wait(READABLE, signal);
+        await this.wait(READABLE, limit);
         continue;
       }
       if (got.fds.length > 0) {
@@ -78,12 +78,12 @@ export class UnixChannel {
   }
 
   /** One recvmsg of at most `maxLength` bytes, with whatever descriptors came with them. */
-  async readWithFds(maxLength: number, signal: AbortSignal): Promise<FdMessage> {
+  async readWithFds(maxLength: number, limit: Deadline): Promise<FdMessage> {
     const buf = Buffer.allocUnsafe(maxLength);
     for (;;) {
       const got = this.recv(buf, 0, maxLength);
       if (got !== null) return got;
-      await this.wait(READABLE, signal);
+      await this.wait(READABLE, limit);
     }
   }
 
@@ -93,7 +93,7 @@ export class UnixChannel {
   }
 
   /** Writes all of `data`; `passFd` (unless -1) travels with its first byte. */
-  async write(data: Buffer, signal: AbortSignal, passFd = -1): Promise<void> {
+  async write(data: Buffer, limit: Deadline, passFd = -1): Promise<void> {
     let offset = 0;
     let fd = passFd;
     while (offset < data.length) {
@@ -106,7 +106,7 @@ export class UnixChannel {
         });
       }
       if (sent < 0) {
-        await this.wait(WRITABLE, signal);
+        await this.wait(WRITABLE, limit);
         continue;
       }
       offset += sent;
@@ -118,10 +118,10 @@ export class UnixChannel {
    * Resolves when the peer closes its end or sends anything, which is an error while the
    * protocol expects silence. The watch does not keep the process alive.
    */
-  async untilPeerSpeaks(signal: AbortSignal): Promise<void> {
+  async untilPeerSpeaks(limit: Deadline): Promise<void> {
     this.poller.unref();
     try {
-      await this.wait(READABLE | DISCONNECT, signal);
+      await this.wait(READABLE | DISCONNECT, limit);
     } finally {
       this.poller.ref();
     }
@@ -154,17 +154,17 @@ export class UnixChannel {
     return { data: buf.subarray(offset, offset + got.bytes), fds: got.fds };
   }
 
-  private wait(events: number, signal: AbortSignal): Promise<void> {
+  private wait(events: number, limit: Deadline): Promise<void> {
     if (this.pending) throw new TablerollError(ErrorCodes.BUG, 'BUG: two waits on one channel');
-    if (signal.aborted) return Promise.reject(abortedBy(signal));
+    if (limit.reason) return Promise.reject(limit.reason);
     return new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => {
+      const unsubscribe = limit.onFire((reason) => {
         this.pending = null;
         this.poller.stop();
-        reject(abortedBy(signal));
-      };
+        reject(reason);
+      });
       this.pending = (err) => {
-        signal.removeEventListener('abort', onAbort);
+        unsubscribe();
         if (err instanceof TablerollError || err === null) {
           if (err) reject(err);
           else resolve();
@@ -175,7 +175,6 @@ export class UnixChannel {
           );
         }
       };
-      signal.addEventListener('abort', onAbort, { once: true });
       this.poller.start(events);
     });
   }
@@ -184,19 +183,4 @@ export class UnixChannel {
 function peerClosed(got: number, wanted: number): TablerollError {
   const detail = got === 0 ? '' : ` after ${got} of ${wanted} bytes`;
   return new TablerollError(ErrorCodes.HANDOFF_FAILED, `the peer closed the connection${detail}`);
-}
-
-/** Runs `fn` with a deadline of `ms` also bound to `parents`, disposing it afterwards. */
-export async function withDeadline<T>(
-  ms: number,
-  what: string,
-  parents: (AbortSignal | undefined)[],
-  fn: (signal: AbortSignal) => Promise<T>,
-): Promise<T> {
-  const limit = deadline(ms, what, ...parents);
-  try {
-    return await fn(limit.signal);
-  } finally {
-    limit.dispose();
-  }
 }

@@ -16,7 +16,7 @@ import {
   validateId,
   type UpgradeSocket,
 } from './coordination.js';
-import { deadline, throwIfAborted, type Deadline } from './deadline.js';
+import { Deadline, throwIfAborted } from './deadline.js';
 import { ErrorCodes, TablerollError } from './errors.js';
 import { Fds, type StoredFd } from './fd-store.js';
 import { resolveLogger, type Logger } from './logger.js';
@@ -89,7 +89,7 @@ interface Session {
   /** Bounds the whole handoff, receiving and ready included. */
   limit: Deadline;
   /** Cancels the watch for the owner hanging up before ready(). */
-  watch: AbortController;
+  watch: Deadline;
 }
 
 interface Parts {
@@ -117,7 +117,8 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
   private readonly machine: StateMachine;
   private readonly socket: UpgradeSocket;
   private readonly acceptPoller: Poller;
-  private readonly stopController = new AbortController();
+  /** Fired by stop(): ends every wait of this Upgrader. */
+  private readonly stopping = new Deadline(Infinity, 'stop');
   private readonly completion: Promise<CompletionReason>;
   private complete!: (reason: CompletionReason) => void;
   private pidFile: PidFile | null;
@@ -143,15 +144,15 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     let pidFile: PidFile | null = null;
     try {
       pidFile = PidFile.open(dir);
-      const lockWait = deadline(
-        opts.lockTimeoutMs,
-        'waiting for the coordination lock',
-        opts.signal,
-      );
-      try {
-        await pidFile.lock(lockWait.signal, log);
-      } finally {
-        lockWait.dispose();
+      if (!pidFile.tryLock()) {
+        const wait = new Deadline(opts.lockTimeoutMs, 'waiting for the coordination lock', [
+          opts.signal,
+        ]);
+        try {
+          await pidFile.lock(wait, log);
+        } finally {
+          wait.dispose();
+        }
       }
       log.debug({ step: 'locked' }, 'took the coordination lock');
       const { session, inherited } = await inheritFromOwner(dir, id, pidFile.read(), opts, log);
@@ -255,7 +256,7 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
   stop(): void {
     if (this.state === 'stopped') return;
     this.machine.transition('stopped');
-    this.stopController.abort(stoppedError());
+    this.stopping.fire(stoppedError());
     this.acceptPoller.close();
     native.close(this.socket.fd);
     unlinkUpgradeSocket(this.socket);
@@ -268,9 +269,9 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
   }
 
   private async confirmWithOwner(session: Session): Promise<void> {
-    session.watch.abort();
+    session.watch.fire(watchEnded());
     try {
-      await confirmReady(session.channel, session.limit.signal, this.log);
+      await confirmReady(session.channel, session.limit, this.log);
     } catch (err) {
       if (this.isStopped()) throw stoppedError();
       const failure = asHandoffFailure(err);
@@ -290,13 +291,13 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
 
   /** Newcomer: fail the handoff if the owner hangs up or the deadline passes before ready(). */
   private watchSession(session: Session): void {
-    const until = deadline(Infinity, 'the handoff', session.limit.signal, session.watch.signal);
+    const until = new Deadline(Infinity, 'the handoff', [session.limit, session.watch]);
     session.channel
-      .untilPeerSpeaks(until.signal)
+      .untilPeerSpeaks(until)
       .then(
         () => this.onOwnerHungUp(session),
         (err: unknown) => {
-          if (!session.watch.signal.aborted) this.failSession(asHandoffFailure(err));
+          if (!session.watch.reason) this.failSession(asHandoffFailure(err));
         },
       )
       .finally(() => until.dispose());
@@ -338,7 +339,7 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     const session = this.session;
     if (!session) return;
     this.session = null;
-    session.watch.abort();
+    session.watch.fire(watchEnded());
     session.limit.dispose();
     session.channel.close();
   }
@@ -387,21 +388,16 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
   }
 
   private async runTransfer(channel: UnixChannel): Promise<void> {
-    const limit = deadline(
-      this.options.upgradeTimeoutMs,
-      'the handoff',
-      this.stopController.signal,
-    );
+    const limit = new Deadline(this.options.upgradeTimeoutMs, 'the handoff', [this.stopping]);
     try {
-      await sendDescriptors(channel, this.fds.snapshot(), limit.signal, this.log);
-      const version = await awaitReady(channel, limit.signal);
+      await sendDescriptors(channel, this.fds.snapshot(), limit, this.log);
+      const version = await awaitReady(channel, limit);
       this.log.debug({ step: 'ready-received', version }, 'the newcomer is ready');
       if (this.state !== 'transferring') return;
-      const replied = await replySteppingDown(channel, limit.signal, this.log);
+      const replied = await replySteppingDown(channel, limit, this.log);
       // A v0 newcomer's order after its ready byte is unknown: step down, as Go does.
       const tookOver =
-        version === 0 ||
-        (await newcomerTookOver(channel, limit.signal, this.ownerRecord(), this.log));
+        version === 0 || (await newcomerTookOver(channel, limit, this.ownerRecord(), this.log));
       if (this.state !== 'transferring') return;
       if (!tookOver) {
         const when = replied ? 'after our reply' : 'before our reply';
@@ -488,10 +484,10 @@ async function inheritFromOwner(
     log.warn('the pid file names our own id, left by an earlier process: no owner');
     return none;
   }
-  const limit = deadline(opts.upgradeTimeoutMs, 'the handoff', opts.signal);
+  const limit = new Deadline(opts.upgradeTimeoutMs, 'the handoff', [opts.signal]);
   try {
     validateId(dir, ownerId);
-    const result = await takeOver(dir, ownerId, limit.signal, log);
+    const result = await takeOver(dir, ownerId, limit, log);
     if (!result.owner) {
       const kept = result.entries.length;
       log.warn(
@@ -509,7 +505,7 @@ async function inheritFromOwner(
       channel: result.channel,
       ownerPid: result.ownerPid,
       limit,
-      watch: new AbortController(),
+      watch: new Deadline(Infinity, 'watching the owner'),
     };
     return { session, inherited: result.entries };
   } catch (err) {
@@ -573,6 +569,11 @@ function spokeOutOfTurn(channel: UnixChannel): boolean {
   if (!got) return false;
   closeAll(got.fds);
   return got.data.length > 0 || got.fds.length > 0;
+}
+
+/** Fires a session's watch when ready() takes the connection over or the session ends. */
+function watchEnded(): TablerollError {
+  return new TablerollError(ErrorCodes.ABORTED, 'the watch on the owner ended');
 }
 
 function stoppedError(): TablerollError {
