@@ -77,9 +77,15 @@ export class UnixChannel {
     return buf;
   }
 
-  /** One recvmsg of at most `maxLength` bytes, with whatever descriptors came with them. */
-  async readWithFds(maxLength: number, limit: Deadline): Promise<FdMessage> {
-    const buf = Buffer.allocUnsafe(maxLength);
+  /**
+   * One recvmsg of at most `maxLength` bytes, with whatever descriptors came with them. The data
+   * is read into `buf` when given (reused by a loop that only looks at each message once).
+   */
+  async readWithFds(
+    maxLength: number,
+    limit: Deadline,
+    buf = Buffer.allocUnsafe(maxLength),
+  ): Promise<FdMessage> {
     for (;;) {
       const got = this.recv(buf, 0, maxLength);
       if (got !== null) return got;
