@@ -3,10 +3,10 @@
  *
  * Starts the real CLI (`dist/src/liveroll/cli.js`) with the fixture app as its child, then
  * alternates rounds of keep-alive load on loopback, one straight to the child's port and one
- * through liveroll's public port, and prints the median throughput and p99 latency of each
+ * through liveroll's public port, and reports the median throughput and p99 latency of each
  * side by side, with the CPU time liveroll itself spent per proxied request (what the proxy
  * costs wherever the clients are). Bounded in time and count; everything it starts is stopped
- * at the end.
+ * at the end. `measureProxy()` is what bench/run.ts calls; run directly, it prints its table.
  *
  * Workloads (the child's cost per request decides how much the proxy's own cost shows):
  *   /              hello world: the proxy's worst case, its cost is all there is to see
@@ -20,26 +20,28 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Pool } from 'undici';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = join(root, 'dist/src/liveroll/cli.js');
 const app = join(root, 'dist/test/fixtures/liveroll-app.js');
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i === -1 ? fallback : Number(process.argv[i + 1]);
+/** The workloads measured by default. */
+export const DEFAULT_PATHS = ['/', '/work?us=250', '/work?us=1000', '/slow?ms=5'];
+
+/** How much load, for how long. */
+export interface ProxyPlan {
+  /** Alternating rounds per target, after one warm-up round of each. */
+  rounds: number;
+  /** Length of a round. */
+  seconds: number;
+  /** Keep-alive connections (closed-loop clients). */
+  connections: number;
+  paths: string[];
+  /** Bound on the requests of one round. */
+  maxRequestsPerRound?: number;
 }
-const rounds = arg('rounds', 5);
-const seconds = arg('seconds', 1.5);
-const connections = arg('connections', 32);
-const maxRequestsPerRound = 500_000;
-const givenPaths = process.argv.flatMap((a, i) =>
-  a === '--path' ? [process.argv[i + 1] ?? '/'] : [],
-);
-const paths =
-  givenPaths.length > 0 ? givenPaths : ['/', '/work?us=250', '/work?us=1000', '/slow?ms=5'];
 
 /** Starts liveroll and resolves with its public port and its child's port. */
 function startLiveroll(
@@ -96,7 +98,8 @@ function startLiveroll(
   });
 }
 
-interface RoundResult {
+/** One round against one target. */
+export interface RoundResult {
   rps: number;
   p99Ms: number;
   errors: number;
@@ -111,17 +114,20 @@ function cpuUs(pid: number): number {
   return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
 }
 
-/** pid of liveroll, whose CPU time the proxied rounds report. */
-let liverollPid = 0;
-
 /** One round of closed-loop load: `connections` loops, each one request at a time. */
-async function round(port: number, path: string): Promise<RoundResult> {
-  const pool = new Pool(`http://127.0.0.1:${port}`, { connections });
+async function round(
+  plan: ProxyPlan,
+  port: number,
+  path: string,
+  liverollPid: number,
+): Promise<RoundResult> {
+  const pool = new Pool(`http://127.0.0.1:${port}`, { connections: plan.connections });
   const latencies: number[] = [];
+  const maxRequests = plan.maxRequestsPerRound ?? 500_000;
   let errors = 0;
-  const end = performance.now() + seconds * 1000;
+  const end = performance.now() + plan.seconds * 1000;
   const loop = async (): Promise<void> => {
-    while (performance.now() < end && latencies.length < maxRequestsPerRound) {
+    while (performance.now() < end && latencies.length < maxRequests) {
       const start = performance.now();
       try {
         const { statusCode, body } = await pool.request({ path, method: 'GET' });
@@ -135,7 +141,7 @@ async function round(port: number, path: string): Promise<RoundResult> {
   };
   const started = performance.now();
   const cpuBefore = cpuUs(liverollPid);
-  await Promise.all(Array.from({ length: connections }, loop));
+  await Promise.all(Array.from({ length: plan.connections }, loop));
   const cpu = cpuUs(liverollPid) - cpuBefore;
   const elapsed = (performance.now() - started) / 1000;
   await pool.close();
@@ -153,31 +159,64 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)] ?? 0;
 }
 
-interface Comparison {
+/** Every round of one workload. */
+export interface Comparison {
   path: string;
   direct: RoundResult[];
   proxied: RoundResult[];
 }
 
+/** The medians of one workload's rounds. */
+export interface ProxySummary {
+  path: string;
+  directRps: number;
+  proxiedRps: number;
+  /** proxied / direct throughput. */
+  ratio: number;
+  directP99Ms: number;
+  proxiedP99Ms: number;
+  errors: number;
+  proxyCpuUsPerRequest: number;
+}
+
 /** Warm-up, then `rounds` alternating rounds straight to the child and through the proxy. */
-async function compare(path: string, childPort: number, publicPort: number): Promise<Comparison> {
-  await round(childPort, path);
-  await round(publicPort, path);
+async function compare(
+  plan: ProxyPlan,
+  path: string,
+  ports: { childPort: number; publicPort: number; pid: number },
+): Promise<Comparison> {
+  const warm = { ...plan, seconds: Math.min(plan.seconds, 0.5) };
+  await round(warm, ports.childPort, path, ports.pid);
+  await round(warm, ports.publicPort, path, ports.pid);
   const result: Comparison = { path, direct: [], proxied: [] };
-  for (let i = 0; i < rounds; i++) {
-    result.direct.push(await round(childPort, path));
-    result.proxied.push(await round(publicPort, path));
+  for (let i = 0; i < plan.rounds; i++) {
+    result.direct.push(await round(plan, ports.childPort, path, ports.pid));
+    result.proxied.push(await round(plan, ports.publicPort, path, ports.pid));
   }
   return result;
 }
 
-function report(results: Comparison[]): void {
+/** The medians of each workload. */
+export function summarizeProxy(results: Comparison[]): ProxySummary[] {
   const med = (rs: RoundResult[], key: 'rps' | 'p99Ms' | 'cpuUsPerRequest'): number =>
     median(rs.map((r) => r[key]));
   const errors = (rs: RoundResult[]): number => rs.reduce((n, r) => n + r.errors, 0);
+  return results.map(({ path, direct, proxied }) => ({
+    path,
+    directRps: med(direct, 'rps'),
+    proxiedRps: med(proxied, 'rps'),
+    ratio: med(proxied, 'rps') / med(direct, 'rps'),
+    directP99Ms: med(direct, 'p99Ms'),
+    proxiedP99Ms: med(proxied, 'p99Ms'),
+    errors: errors(direct) + errors(proxied),
+    proxyCpuUsPerRequest: med(proxied, 'cpuUsPerRequest'),
+  }));
+}
+
+function report(plan: ProxyPlan, results: Comparison[]): void {
   console.log(
-    `liveroll proxy vs direct: ${connections} keep-alive connections, ${rounds} alternating ` +
-      `rounds of ${seconds} s per target (medians), loopback, ${cpus().length} CPUs`,
+    `liveroll proxy vs direct: ${plan.connections} keep-alive connections, ${plan.rounds} alternating ` +
+      `rounds of ${plan.seconds} s per target (medians), loopback, ${cpus().length} CPUs`,
   );
   const header = [
     'workload',
@@ -190,34 +229,61 @@ function report(results: Comparison[]): void {
     'proxy CPU/req',
   ];
   console.log(header.map((h, i) => (i === 0 ? h.padEnd(16) : h.padStart(14))).join(''));
-  for (const { path, direct, proxied } of results) {
+  for (const s of summarizeProxy(results)) {
     const cells = [
-      med(direct, 'rps').toFixed(0),
-      med(proxied, 'rps').toFixed(0),
-      `${(med(proxied, 'rps') / med(direct, 'rps')).toFixed(2)}x`,
-      `${med(direct, 'p99Ms').toFixed(2)} ms`,
-      `${med(proxied, 'p99Ms').toFixed(2)} ms`,
-      String(errors(direct) + errors(proxied)),
-      `${med(proxied, 'cpuUsPerRequest').toFixed(0)} us`,
+      s.directRps.toFixed(0),
+      s.proxiedRps.toFixed(0),
+      `${s.ratio.toFixed(2)}x`,
+      `${s.directP99Ms.toFixed(2)} ms`,
+      `${s.proxiedP99Ms.toFixed(2)} ms`,
+      String(s.errors),
+      `${s.proxyCpuUsPerRequest.toFixed(0)} us`,
     ];
-    console.log(path.padEnd(16) + cells.map((c) => c.padStart(14)).join(''));
+    console.log(s.path.padEnd(16) + cells.map((c) => c.padStart(14)).join(''));
   }
 }
 
-async function main(): Promise<void> {
+/** Starts liveroll, compares every workload, stops liveroll. */
+export async function measureProxy(plan: ProxyPlan): Promise<Comparison[]> {
   const dir = mkdtempSync(join(tmpdir(), 'lr-bench-'));
-  const { proc, publicPort, childPort, pid } = await startLiveroll(dir);
-  liverollPid = pid;
+  let started: Awaited<ReturnType<typeof startLiveroll>> | undefined;
   try {
+    started = await startLiveroll(dir);
     const results: Comparison[] = [];
-    for (const path of paths) results.push(await compare(path, childPort, publicPort));
-    report(results);
+    for (const path of plan.paths) results.push(await compare(plan, path, started));
+    return results;
   } finally {
-    const exited = new Promise((resolve) => proc.once('exit', resolve));
-    proc.kill('SIGTERM');
-    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 15_000).unref())]);
+    if (started) await stopLiveroll(started.proc);
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-await main();
+async function stopLiveroll(proc: ChildProcess): Promise<void> {
+  const exited = new Promise((resolve) => proc.once('exit', resolve));
+  proc.kill('SIGTERM');
+  const late = new Promise((resolve) => setTimeout(() => resolve('late'), 15_000).unref());
+  if ((await Promise.race([exited, late])) === 'late') {
+    // Its children run in their own groups; liveroll's group is its own (detached).
+    process.kill(-proc.pid!, 'SIGKILL');
+  }
+}
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i === -1 ? fallback : Number(process.argv[i + 1]);
+}
+
+async function main(): Promise<void> {
+  const givenPaths = process.argv.flatMap((a, i) =>
+    a === '--path' ? [process.argv[i + 1] ?? '/'] : [],
+  );
+  const plan: ProxyPlan = {
+    rounds: arg('rounds', 5),
+    seconds: arg('seconds', 1.5),
+    connections: arg('connections', 32),
+    paths: givenPaths.length > 0 ? givenPaths : DEFAULT_PATHS,
+  };
+  report(plan, await measureProxy(plan));
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

@@ -1,0 +1,186 @@
+/**
+ * `npm run bench`: every benchmark of tableroll and liveroll in one run, side by side on this
+ * machine, each printed as a table (or all of them as one JSON document with --json).
+ *
+ *   node dist/bench/run.js [--quick] [--json] [--profile] [--only handoff,upgrades,liveroll,memory]
+ *
+ * --quick   a smoke run: the same sections with few repetitions (well under a minute)
+ * --json    one JSON document on stdout instead of the tables (progress goes to stderr)
+ * --profile add CPU profiles of cold newcomers to the handoff section (node --cpu-prof)
+ * --only    run only these sections
+ *
+ * Sections:
+ *   handoff   handoff time in the newcomer with 1, 100 and 500 listeners next to the addon's raw
+ *             fd round trip (bench/handoff.ts, bench/fd-floor.ts), and where the time goes
+ *   upgrades  consecutive upgrades of the example server under load, next to a naive server
+ *             (bench/upgrades.ts)
+ *   liveroll  proxy vs direct throughput and p99; failed requests across rolling updates and a
+ *             takeover (bench/liveroll-proxy.ts, bench/liveroll.ts)
+ *   memory    RSS of idle processes (bench/memory.ts)
+ */
+import { parseArgs } from 'node:util';
+import { measureFdFloor, type FloorPlan } from './fd-floor.js';
+import { profileHandoff, type HandoffProfile } from './handoff-profile.js';
+import { GO_REFERENCE_MS, TARGET_MS, measureHandoff } from './handoff.js';
+import { measureLiveroll, type LiverollPlan } from './liveroll.js';
+import { DEFAULT_PATHS, measureProxy, summarizeProxy, type ProxyPlan } from './liveroll-proxy.js';
+import { describeMachine, machineLine } from './machine.js';
+import { measureMemory, type MemoryPlan } from './memory.js';
+import {
+  handoffReport,
+  liverollReport,
+  memoryReport,
+  upgradesReport,
+  type HandoffSize,
+} from './report.js';
+import { measureUpgrades, type UpgradesPlan } from './upgrades.js';
+
+const SECTIONS = ['handoff', 'upgrades', 'liveroll', 'memory'] as const;
+type Section = (typeof SECTIONS)[number];
+
+/** Repetitions and durations of a run. */
+interface Plan {
+  sizes: number[];
+  floor: FloorPlan;
+  /** Timed handoffs per chain: the headline, and the diagnostic chains. */
+  handoffs: number;
+  diagnosticHandoffs: number;
+  profileHandoffs: number;
+  upgrades: UpgradesPlan;
+  proxy: ProxyPlan;
+  liveroll: LiverollPlan;
+  memory: MemoryPlan;
+}
+
+const SIZES = [1, 100, 500];
+
+const FULL: Plan = {
+  sizes: SIZES,
+  floor: { sizes: SIZES, pairs: 5, warmTrials: 6, pregrowSizes: [500] },
+  handoffs: 20,
+  diagnosticHandoffs: 10,
+  profileHandoffs: 15,
+  upgrades: { upgrades: 100, spacingMs: 400, keepAliveClients: 4, freshClients: 4 },
+  proxy: { rounds: 3, seconds: 1, connections: 32, paths: DEFAULT_PATHS },
+  liveroll: { updates: 5, keepAliveClients: 4, freshClients: 4, settleMs: 500 },
+  memory: { copies: 3, settleMs: 1000 },
+};
+
+const QUICK: Plan = {
+  sizes: SIZES,
+  floor: { sizes: SIZES, pairs: 2, warmTrials: 3, pregrowSizes: [500] },
+  handoffs: 5,
+  diagnosticHandoffs: 3,
+  profileHandoffs: 3,
+  upgrades: { upgrades: 8, spacingMs: 300, keepAliveClients: 4, freshClients: 4 },
+  proxy: { rounds: 1, seconds: 0.4, connections: 32, paths: ['/', '/work?us=250'] },
+  liveroll: { updates: 2, keepAliveClients: 4, freshClients: 4, settleMs: 300 },
+  memory: { copies: 1, settleMs: 300 },
+};
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    only: { type: 'string' },
+  },
+});
+const plan = values.quick ? QUICK : FULL;
+const selected = (values.only?.split(',') ?? SECTIONS) as Section[];
+for (const name of selected) {
+  if (!SECTIONS.includes(name))
+    throw new Error(`unknown section ${name}; one of ${SECTIONS.join(', ')}`);
+}
+
+/** Tables go to stdout, unless stdout is for the JSON document: then progress goes to stderr. */
+function say(text: string): void {
+  if (values.json) process.stderr.write(`${text}\n`);
+  else console.log(text);
+}
+
+async function handoffSection(): Promise<{ sizes: HandoffSize[]; profiles: HandoffProfile[] }> {
+  say('measuring: handoff and the fd floor ...');
+  const floors = await measureFdFloor(plan.floor);
+  const sizes: HandoffSize[] = [];
+  for (const [i, listeners] of plan.sizes.entries()) {
+    const chain = { listeners, warmup: 1 };
+    const diagnostic = { ...chain, handoffs: plan.diagnosticHandoffs };
+    sizes.push({
+      listeners,
+      targetMs: TARGET_MS[listeners] ?? NaN,
+      goReferenceMs: GO_REFERENCE_MS[listeners] ?? [NaN, NaN],
+      handoff: await measureHandoff({ ...chain, handoffs: plan.handoffs }),
+      floor: floors[i]!,
+      steps: await measureHandoff({ ...diagnostic, steps: true }),
+      prewarmed: await measureHandoff({ ...diagnostic, steps: true, prewarm: true }),
+      eagerCompile: await measureHandoff({ ...diagnostic, execArgv: ['--no-lazy'] }),
+      pregrown:
+        listeners > 200 ? await measureHandoff({ ...diagnostic, pregrow: true }) : undefined,
+    });
+  }
+  const profiles: HandoffProfile[] = [];
+  if (values.profile) {
+    for (const listeners of [1, 500])
+      profiles.push(await profileHandoff(listeners, plan.profileHandoffs));
+  }
+  say(handoffReport(sizes, profiles));
+  return { sizes, profiles };
+}
+
+async function upgradesSection(): Promise<object> {
+  say('measuring: upgrades under load ...');
+  const variants = [
+    await measureUpgrades('drain', plan.upgrades),
+    await measureUpgrades('naive', plan.upgrades),
+  ];
+  say(upgradesReport(variants, plan.upgrades.spacingMs));
+  return { plan: plan.upgrades, variants };
+}
+
+async function liverollSection(): Promise<object> {
+  say('measuring: liveroll ...');
+  const proxy = summarizeProxy(await measureProxy(plan.proxy));
+  const roll = await measureLiveroll(plan.liveroll);
+  say(liverollReport(proxy, plan.proxy, roll));
+  return { proxyPlan: plan.proxy, proxy, rollPlan: plan.liveroll, ...roll };
+}
+
+async function memorySection(): Promise<object> {
+  say('measuring: memory ...');
+  const memory = await measureMemory(plan.memory);
+  say(memoryReport(memory, plan.memory.copies));
+  return memory;
+}
+
+const RUNNERS: Record<Section, () => Promise<object>> = {
+  handoff: handoffSection,
+  upgrades: upgradesSection,
+  liveroll: liverollSection,
+  memory: memorySection,
+};
+
+const machine = describeMachine();
+const started = performance.now();
+say(`tableroll benchmarks${values.quick ? ' (--quick: few repetitions, a smoke run)' : ''}`);
+say(`machine: ${machineLine(machine)}`);
+say('All figures below are from this run, on this machine; medians, with p95 where given.\n');
+const results: Partial<Record<Section, object>> = {};
+for (const name of selected) {
+  results[name] = await RUNNERS[name]();
+  say('');
+}
+const durationS = (performance.now() - started) / 1000;
+say(`total time ${durationS.toFixed(0)} s`);
+if (values.json) {
+  const document = {
+    note: 'figures from this run, on this machine',
+    quick: values.quick,
+    date: new Date().toISOString(),
+    machine,
+    durationS,
+    ...results,
+  };
+  process.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
+}
+process.exit(0);

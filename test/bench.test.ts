@@ -1,0 +1,144 @@
+/**
+ * `npm run bench` runs end to end: a --quick --json run prints one JSON document with every
+ * section and a number in every figure. Performance targets are not asserted: machines are
+ * noisy, and the benchmark's job is to report them.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { test } from 'node:test';
+import { promisify } from 'node:util';
+import { ROOT } from './helpers.js';
+
+const RUN = path.join(ROOT, 'dist/bench/run.js');
+
+type Json = Record<string, unknown>;
+
+/** Asserts that `value[key]` is a finite number, naming the figure when it is not. */
+function number(value: unknown, key: string, where: string): number {
+  const figure = (value as Json | undefined)?.[key];
+  assert.equal(typeof figure, 'number', `${where}.${key} is a number (got ${String(figure)})`);
+  assert.ok(Number.isFinite(figure), `${where}.${key} is finite`);
+  return figure as number;
+}
+
+function summary(value: unknown, where: string): void {
+  for (const key of ['n', 'median', 'p95', 'min', 'max']) number(value, key, where);
+}
+
+function checkHandoff(section: Json): void {
+  const sizes = section.sizes as Json[];
+  assert.deepEqual(
+    sizes.map((s) => s.listeners),
+    [1, 100, 500],
+  );
+  for (const size of sizes) {
+    const where = `handoff[${String(size.listeners)}]`;
+    number(size, 'targetMs', where);
+    assert.equal((size.goReferenceMs as number[]).length, 2);
+    for (const run of ['handoff', 'steps', 'prewarmed', 'eagerCompile'] as const) {
+      const result = size[run] as Json;
+      for (const part of ['handoff', 'create', 'listen', 'ready']) {
+        summary(result[part], `${where}.${run}.${part}`);
+      }
+    }
+    const phases = (size.steps as Json).phases as Json;
+    assert.ok(Object.keys(phases).length > 0, `${where} has phases`);
+    for (const [name, phase] of Object.entries(phases)) summary(phase, `${where}.phases.${name}`);
+    summary((size.floor as Json).cold, `${where}.floor.cold`);
+    summary((size.floor as Json).warm, `${where}.floor.warm`);
+  }
+  summary((sizes[2]!.pregrown as Json).handoff, 'handoff[500].pregrown');
+  summary((sizes[2]!.floor as Json).coldPregrown, 'handoff[500].floor.coldPregrown');
+}
+
+function checkUpgrades(section: Json): void {
+  const variants = section.variants as Json[];
+  assert.deepEqual(
+    variants.map((v) => v.variant),
+    ['drain', 'naive'],
+  );
+  for (const variant of variants) {
+    const where = `upgrades.${String(variant.variant)}`;
+    number(variant, 'upgrades', where);
+    number(variant, 'uncleanExits', where);
+    summary(variant.handoffMs, `${where}.handoffMs`);
+    for (const clients of ['keepAlive', 'fresh', 'all']) {
+      const outcome = variant[clients] as Json;
+      const at = `${where}.${clients}`;
+      assert.ok(number(outcome, 'served', at) > 0, `${at} served requests`);
+      for (const key of ['failed', 'econnreset', 'socketHangUp', 'medianSlot']) {
+        number(outcome, key, at);
+      }
+      number(outcome.dip, 'median', `${at}.dip`);
+      number(outcome.dip, 'worst', `${at}.dip`);
+    }
+  }
+}
+
+function checkLiveroll(section: Json): void {
+  const proxy = section.proxy as Json[];
+  assert.ok(
+    proxy.some((p) => p.path === '/'),
+    'a hello-world workload',
+  );
+  assert.ok(
+    proxy.some((p) => String(p.path).startsWith('/work')),
+    'a workload doing work',
+  );
+  for (const row of proxy) {
+    const where = `liveroll.proxy[${String(row.path)}]`;
+    for (const key of [
+      'directRps',
+      'proxiedRps',
+      'ratio',
+      'directP99Ms',
+      'proxiedP99Ms',
+      'errors',
+    ]) {
+      number(row, key, where);
+    }
+  }
+  number(section, 'updates', 'liveroll');
+  number(section, 'takeoverMs', 'liveroll');
+  summary(section.updateMs, 'liveroll.updateMs');
+  for (const phase of ['rolling', 'takeover']) {
+    assert.ok(number(section[phase], 'served', `liveroll.${phase}`) > 0);
+    number(section[phase], 'failed', `liveroll.${phase}`);
+  }
+}
+
+function checkMemory(section: Json): void {
+  for (const key of [
+    'bareNodeMiB',
+    'upgrader1MiB',
+    'upgrader500MiB',
+    'liverollMiB',
+    'liverollTreeMiB',
+  ]) {
+    assert.ok(number(section, key, 'memory') > 0, `memory.${key} is positive`);
+  }
+}
+
+test(
+  'npm run bench -- --quick --json reports every section with numbers',
+  { timeout: 300_000 },
+  async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, [RUN, '--quick', '--json'], {
+      cwd: ROOT,
+      timeout: 280_000,
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    const report = JSON.parse(stdout) as Json;
+    assert.equal(report.quick, true);
+    assert.match(String(report.note), /this run/);
+    const machine = report.machine as Json;
+    assert.equal(typeof machine.cpu, 'string');
+    number(machine, 'cores', 'machine');
+    number(report, 'durationS', 'report');
+    checkHandoff(report.handoff as Json);
+    checkUpgrades(report.upgrades as Json);
+    checkLiveroll(report.liveroll as Json);
+    checkMemory(report.memory as Json);
+  },
+);
