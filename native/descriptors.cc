@@ -1,5 +1,6 @@
 // Plain descriptor operations: close, dup, close-on-exec and the upgrade lock.
 #include <fcntl.h>
+#include <climits>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -18,10 +19,14 @@ static Napi::Value Close(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// An optional lowest number for the copy: duplicating to a high number grows the fd table in
+// one step, where receiving many descriptors would grow it several times, each growth waiting
+// for an RCU grace period in a multi-threaded process.
 static Napi::Value Dup(const Napi::CallbackInfo& info) {
-  int fd;
+  int fd, lowest = 0;
   if (!ReadFd(info, 0, &fd)) return {};
-  int copy = RetryOnEintr([&] { return fcntl(fd, F_DUPFD_CLOEXEC, 0); });
+  if (info.Length() > 1 && !ReadInt(info, 1, "lowest", 0, INT_MAX, &lowest)) return {};
+  int copy = RetryOnEintr([&] { return fcntl(fd, F_DUPFD_CLOEXEC, lowest); });
   if (copy == -1) return ThrowErrno(info.Env(), errno, "fcntl");
   return Napi::Number::New(info.Env(), copy);
 }

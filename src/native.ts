@@ -102,8 +102,11 @@ export interface NativeAddon {
   recv(fd: number, buf: Uint8Array, offset: number, length: number): ReceivedMessage | null;
   /** close(2); never retried (on Linux the fd is gone even on EINTR). */
   close(fd: number): void;
-  /** fcntl(F_DUPFD_CLOEXEC). */
-  dup(fd: number): number;
+  /**
+   * fcntl(F_DUPFD_CLOEXEC): the lowest free fd number not below `lowest` (default 0). A copy at a
+   * high number grows the process's fd table in one step.
+   */
+  dup(fd: number, lowest?: number): number;
   /** Sets or clears FD_CLOEXEC on this fd. */
   setCloexec(fd: number, on: boolean): void;
   /** SO_PEERCRED of a connected unix socket. */

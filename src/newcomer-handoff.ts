@@ -2,7 +2,7 @@
  * The newcomer's side of a handoff: dial the owner named in `pid`, receive its descriptors,
  * and later confirm with the ready message. Called with the coordination lock held.
  */
-import { ErrorCodes, TablerollError, hasCode } from './errors.js';
+import { ErrorCodes, TablerollError } from './errors.js';
 import { delay, type Deadline } from './deadline.js';
 import { isTrustedUid, processExited, socketPath } from './coordination.js';
 import type { Logger } from './logger.js';
@@ -51,10 +51,11 @@ export async function takeOver(
       channel = await UnixChannel.connect(path, limit);
     } catch (err) {
       limit.throwIfFired();
-      const code = hasCode(err) ? err.code : 'unknown';
+      const { code } = err as { code?: unknown };
+      const why = typeof code === 'string' ? code : 'unknown';
       return {
         owner: false,
-        reason: `could not connect to the owner's socket (${code})`,
+        reason: `could not connect to the owner's socket (${why})`,
         entries: [],
       };
     }
@@ -100,6 +101,7 @@ async function receiveDescriptors(
 ): Promise<void> {
   const entries = await receiveMetadata(channel, limit);
   log.debug({ step: 'metadata-received', count: entries.length }, 'received the metadata');
+  growFdTable(channel.fd, channel.fd + 2 * entries.length);
   // One buffer for every name: a new 4 KiB one (too big for Buffer's pool) per descriptor, and
   // the garbage collections they cause, cost about 2.5 us each.
   const names = Buffer.allocUnsafe(MAX_NAME_LENGTH);
@@ -149,6 +151,21 @@ async function receiveMetadata(channel: UnixChannel, limit: Deadline): Promise<M
   const length = decodeLength(head);
   const { version, value } = decodeBlobBody(await channel.readExact(length, limit));
   return decodeMetadata(version, value);
+}
+
+/**
+ * Grows the fd table at once to hold `highest` (using a copy of `fd`): with many descriptors coming (and the copies the
+ * application takes of them), the kernel would otherwise double it several times, and in a
+ * multi-threaded process such as Node each doubling waits for an RCU grace period (about 7 ms
+ * at 500 listeners here). Best effort: a limit too low for it just means the slow way.
+ */
+function growFdTable(fd: number, highest: number): void {
+  if (highest < 256) return; // Within the table a Node process starts with.
+  try {
+    native.close(native.dup(fd, highest));
+  } catch {
+    // RLIMIT_NOFILE below `highest`: the descriptors may still fit.
+  }
 }
 
 function describe(entry: MetadataEntry): string {

@@ -262,6 +262,12 @@ test('dup and setCloexec', TIMEOUT, (t) => {
   assert.equal(hasCloexec(copy), false);
   native.setCloexec(copy, true);
   assert.equal(hasCloexec(copy), true);
+  // A lowest number: the copy lands at or above it (this is how a newcomer grows its fd table).
+  const high = res.fd(native.dup(client, 700));
+  assert.ok(high >= 700, `got fd ${high}`);
+  assert.equal(fdTarget(high), fdTarget(client));
+  assert.equal(hasCloexec(high), true);
+  assert.throws(() => native.dup(client, -1), { code: 'ERR_OUT_OF_RANGE' });
 });
 
 test('every descriptor the addon creates, accepts or receives is close-on-exec', TIMEOUT, (t) => {
