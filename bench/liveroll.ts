@@ -7,7 +7,7 @@
  */
 import type { Child, Line } from '../scripts/child.js';
 import { APP, CLI, baseFlags } from '../test/fixtures/liveroll-harness.js';
-import { startLoad, type ClientStats, type Load } from './load.js';
+import { startLoad, type Load } from '../scripts/http-load.js';
 import { removeTempDir, sleep, startNode, stopProcess, tempDir } from './processes.js';
 import { summarize, type Summary } from './stats.js';
 
@@ -52,12 +52,8 @@ function startInstance(dir: string, name: string): Child {
 }
 
 function total(load: Load): PhaseOutcome {
-  const sum = (a: ClientStats, b: ClientStats): PhaseOutcome => {
-    const reasons = { ...a.reasons };
-    for (const [k, v] of Object.entries(b.reasons)) reasons[k] = (reasons[k] ?? 0) + v;
-    return { served: a.ok + b.ok, failed: a.failed + b.failed, reasons };
-  };
-  return sum(load.keepAlive, load.fresh);
+  const { ok, failed, reasons } = load.result;
+  return { served: ok, failed, reasons: { ...reasons } };
 }
 
 function minus(after: PhaseOutcome, before: PhaseOutcome): PhaseOutcome {
@@ -78,11 +74,14 @@ export async function measureLiveroll(plan: LiverollPlan): Promise<LiverollOutco
   try {
     await first.line(msg('ready'), 30_000);
     const port = first.lines.find(msg('serving'))!.port as number;
-    load = startLoad(port, {
-      keepAliveClients: plan.keepAliveClients,
-      freshClients: plan.freshClients,
-      maxMs: 600_000,
-    });
+    load = startLoad(
+      { host: '127.0.0.1', port },
+      {
+        keepAliveClients: plan.keepAliveClients,
+        freshClients: plan.freshClients,
+        maxMs: 600_000,
+      },
+    );
     await sleep(plan.settleMs);
     const beforeRolling = total(load);
     const updateMs: number[] = [];

@@ -8,7 +8,7 @@
  */
 import path from 'node:path';
 import type { Child } from '../scripts/child.js';
-import { combinedTimeline, slotOf, startLoad, type ClientStats, type Load } from './load.js';
+import { slotOf, startLoad, type ClientStats, type Load } from '../scripts/http-load.js';
 import { ROOT, removeTempDir, sleep, startNode, stopProcess, tempDir } from './processes.js';
 import { median, summarize, type Summary } from './stats.js';
 
@@ -74,9 +74,9 @@ function dips(timeline: number[], slots: number[]): { medianSlot: number; ratios
   return { medianSlot, ratios };
 }
 
-function outcome(stats: ClientStats, timeline: number[], handoffSlots: number[]): ClientOutcome {
+function outcome(stats: ClientStats, handoffSlots: number[]): ClientOutcome {
   const { ECONNRESET = 0, 'socket hang up': hangUp = 0, ...other } = stats.reasons;
-  const { medianSlot, ratios } = dips(timeline, handoffSlots);
+  const { medianSlot, ratios } = dips(stats.timeline, handoffSlots);
   return {
     served: stats.ok,
     failed: stats.failed,
@@ -86,12 +86,6 @@ function outcome(stats: ClientStats, timeline: number[], handoffSlots: number[])
     medianSlot,
     dip: { median: median(ratios), worst: Math.min(...ratios) },
   };
-}
-
-function addStats(a: ClientStats, b: ClientStats): ClientStats {
-  const reasons = { ...a.reasons };
-  for (const [k, v] of Object.entries(b.reasons)) reasons[k] = (reasons[k] ?? 0) + v;
-  return { ok: a.ok + b.ok, failed: a.failed + b.failed, reasons, timeline: [] };
 }
 
 /** Waits for old processes to exit; counts those that did not exit cleanly. */
@@ -120,11 +114,14 @@ export async function measureUpgrades(
   let load: Load | undefined;
   try {
     const { port } = (await current.line('ready', 30_000)) as { port: number };
-    load = startLoad(port, {
-      keepAliveClients: plan.keepAliveClients,
-      freshClients: plan.freshClients,
-      maxMs: 600_000,
-    });
+    load = startLoad(
+      { host: '127.0.0.1', port },
+      {
+        keepAliveClients: plan.keepAliveClients,
+        freshClients: plan.freshClients,
+        maxMs: 600_000,
+      },
+    );
     await sleep(600);
     const handoffs: number[] = [];
     const readyAt: number[] = [];
@@ -141,7 +138,6 @@ export async function measureUpgrades(
     await load.stop();
     const uncleanExits = await reap(old);
     const slots = readyAt.map((at) => slotOf(load!, at));
-    const timeline = combinedTimeline(load);
     return {
       variant,
       label,
@@ -149,9 +145,9 @@ export async function measureUpgrades(
       durationS: (performance.now() - load.startedAt) / 1000,
       handoffMs: summarize(handoffs),
       uncleanExits,
-      keepAlive: outcome(load.keepAlive, load.keepAlive.timeline, slots),
-      fresh: outcome(load.fresh, load.fresh.timeline, slots),
-      all: outcome(addStats(load.keepAlive, load.fresh), timeline, slots),
+      keepAlive: outcome(load.result.keepAlive, slots),
+      fresh: outcome(load.result.fresh, slots),
+      all: outcome(load.result, slots),
     };
   } finally {
     await load?.stop();

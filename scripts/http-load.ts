@@ -2,7 +2,7 @@
  * A bounded HTTP load on loopback for the demo, the benchmarks and the tests: keep-alive
  * clients (one connection each, reused) and connection-per-request clients, each sending one
  * request at a time. It stops at `stop()`, after `maxRequests`, or after `maxMs`, whichever
- * comes first, and counts every failure with its reason.
+ * comes first, and counts every failure with its reason, for each kind of client and in all.
  */
 import http from 'node:http';
 
@@ -19,83 +19,116 @@ export interface LoadOptions {
   maxMs?: number;
   /** Per-request timeout. */
   requestTimeoutMs?: number;
+  /** The path requested (default '/'). */
+  path?: string;
 }
 
-/** What a load run saw. */
-export interface LoadResult {
+/** What some clients saw. */
+export interface ClientStats {
   ok: number;
   failed: number;
-  /** Failures by error code or status ("ECONNRESET", "status 503", ...). */
+  /**
+   * Failures by reason: an error code ('ECONNRESET'), 'socket hang up' (the server closed the
+   * connection before answering, which Node also codes ECONNRESET), or 'status 503'.
+   */
   reasons: Record<string, number>;
+  /** Completed requests per SLOT_MS slot since the start, for the throughput around a handoff. */
+  timeline: number[];
+}
+
+/** What a load run saw: all clients, and each kind apart. */
+export interface LoadResult extends ClientStats {
+  keepAlive: ClientStats;
+  fresh: ClientStats;
   /** Successful responses by body (the server's answer names its process). */
   bodies: Record<string, number>;
   durationMs: number;
-  /** Completed requests per 100 ms slot, for the throughput around a handoff. */
-  timeline: number[];
 }
 
 /** A running load. */
 export interface Load {
   readonly result: LoadResult;
+  /** performance.now() at the start: slot i covers [startedAt + i * SLOT_MS, ...). */
+  readonly startedAt: number;
   /** Ends the load now (requests under way finish) and resolves with the counts. */
   stop(): Promise<LoadResult>;
   /** Resolves with the counts once the load reached `maxRequests` or `maxMs` by itself. */
   finished(): Promise<LoadResult>;
 }
 
+/** Width of a timeline slot. */
+export const SLOT_MS = 100;
+
+/** The timeline slot a moment (a performance.now() value) falls in. */
+export function slotOf(load: Load, at: number): number {
+  return Math.floor((at - load.startedAt) / SLOT_MS);
+}
+
+const emptyStats = (): ClientStats => ({ ok: 0, failed: 0, reasons: {}, timeline: [] });
+
+function count(stats: ClientStats, slot: number, reason: string | undefined): void {
+  if (reason !== undefined) {
+    stats.failed++;
+    stats.reasons[reason] = (stats.reasons[reason] ?? 0) + 1;
+    return;
+  }
+  stats.ok++;
+  while (stats.timeline.length <= slot) stats.timeline.push(0);
+  stats.timeline[slot]!++;
+}
+
 /** Starts the load; call `stop()` to end it and get the counts. */
 export function startLoad(target: LoadTarget, options: LoadOptions = {}): Load {
   const maxRequests = options.maxRequests ?? 1_000_000;
   const maxMs = options.maxMs ?? 60_000;
-  const started = performance.now();
+  const startedAt = performance.now();
   const result: LoadResult = {
-    ok: 0,
-    failed: 0,
-    reasons: {},
+    ...emptyStats(),
+    keepAlive: emptyStats(),
+    fresh: emptyStats(),
     bodies: {},
     durationMs: 0,
-    timeline: [],
   };
   let stopping = false;
   let sent = 0;
   const more = (): boolean =>
-    !stopping && sent < maxRequests && performance.now() - started < maxMs;
+    !stopping && sent < maxRequests && performance.now() - startedAt < maxMs;
 
-  const record = (outcome: { body?: string; reason?: string }): void => {
-    const slot = Math.floor((performance.now() - started) / 100);
-    while (result.timeline.length <= slot) result.timeline.push(0);
+  const record = (kind: ClientStats, outcome: { body?: string; reason?: string }): void => {
+    const slot = Math.floor((performance.now() - startedAt) / SLOT_MS);
+    count(kind, slot, outcome.reason);
+    count(result, slot, outcome.reason);
     if (outcome.reason === undefined) {
-      result.ok++;
-      result.timeline[slot]!++;
       const body = outcome.body ?? '';
       result.bodies[body] = (result.bodies[body] ?? 0) + 1;
-    } else {
-      result.failed++;
-      result.reasons[outcome.reason] = (result.reasons[outcome.reason] ?? 0) + 1;
     }
   };
 
-  const client = async (agent: http.Agent | false): Promise<void> => {
+  const client = async (kind: ClientStats, agent: http.Agent | false): Promise<void> => {
     while (more()) {
       sent++;
-      record(await request(target, agent, options.requestTimeoutMs ?? 10_000));
+      record(
+        kind,
+        await request(target, options.path ?? '/', agent, options.requestTimeoutMs ?? 10_000),
+      );
     }
   };
-  const agents: http.Agent[] = [];
-  const clients: Promise<void>[] = [];
-  for (let i = 0; i < (options.keepAliveClients ?? 4); i++) {
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-    agents.push(agent);
-    clients.push(client(agent));
-  }
-  for (let i = 0; i < (options.freshClients ?? 4); i++) clients.push(client(false));
+  const agents = Array.from(
+    { length: options.keepAliveClients ?? 4 },
+    () => new http.Agent({ keepAlive: true, maxSockets: 1 }),
+  );
+  const clients = [
+    ...agents.map((agent) => client(result.keepAlive, agent)),
+    ...Array.from({ length: options.freshClients ?? 4 }, () => client(result.fresh, false)),
+  ];
   const done = Promise.all(clients).then(() => {
     for (const agent of agents) agent.destroy();
-    result.durationMs = performance.now() - started;
+    result.durationMs = performance.now() - startedAt;
     return result;
   });
   return {
     result,
+    startedAt,
     stop: () => {
       stopping = true;
       return done;
@@ -104,13 +137,20 @@ export function startLoad(target: LoadTarget, options: LoadOptions = {}): Load {
   };
 }
 
+/** A failed request's reason, telling a reset from a close before the answer. */
+function reasonOf(err: NodeJS.ErrnoException): string {
+  if (err.message === 'socket hang up') return 'socket hang up';
+  return err.code ?? err.message;
+}
+
 function request(
   target: LoadTarget,
+  path: string,
   agent: http.Agent | false,
   timeoutMs: number,
 ): Promise<{ body?: string; reason?: string }> {
   return new Promise((resolve) => {
-    const req = http.get({ ...target, path: '/', agent, timeout: timeoutMs }, (res) => {
+    const req = http.get({ ...target, path, agent, timeout: timeoutMs }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));
@@ -119,9 +159,9 @@ function request(
           res.statusCode === 200 ? { body: body.trim() } : { reason: `status ${res.statusCode}` },
         ),
       );
-      res.on('error', (err: NodeJS.ErrnoException) => resolve({ reason: err.code ?? err.message }));
+      res.on('error', (err: NodeJS.ErrnoException) => resolve({ reason: reasonOf(err) }));
     });
     req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));
-    req.on('error', (err: NodeJS.ErrnoException) => resolve({ reason: err.code ?? err.message }));
+    req.on('error', (err: NodeJS.ErrnoException) => resolve({ reason: reasonOf(err) }));
   });
 }
