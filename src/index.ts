@@ -2,8 +2,10 @@
  * tableroll: zero-downtime upgrades for Node servers. Peer processes that share a coordination
  * directory hand their listening sockets to each other, with no parent process.
  */
-export { Upgrader, defaultOptions } from './upgrader.js';
-export type { CompletionReason, UpgraderEvents, UpgraderOptions } from './upgrader.js';
+export { Upgrader } from './upgrader.js';
+export type { CompletionReason, UpgraderEvents } from './upgrader.js';
+export { defaultOptions } from './upgrader-options.js';
+export type { UpgraderOptions } from './upgrader-options.js';
 export type { UpgraderState } from './upgrader-state.js';
 export { Fds } from './fd-store.js';
 export type {

@@ -3,8 +3,9 @@
  * and later confirm with the ready message. Called with the coordination lock held.
  */
 import { ErrorCodes, TablerollError } from './errors.js';
-import { delay, type Deadline } from './deadline.js';
-import { isTrustedUid, processExited, socketPath } from './coordination.js';
+import { Deadline, delay } from './deadline.js';
+import { isTrustedUid, processExited, socketPath, validateId } from './coordination.js';
+import type { ResolvedOptions } from './upgrader-options.js';
 import type { Logger } from './logger.js';
 import { native } from './native.js';
 import {
@@ -184,4 +185,66 @@ export async function confirmReady(
   const { value } = decodeBlobBody(await channel.readExact(length, limit));
   checkReply(value);
   log.debug({ step: 'reply-received' }, 'the owner steps down');
+}
+
+/** A newcomer's handoff in progress: from create() to ready(). */
+export interface Session {
+  channel: UnixChannel;
+  ownerPid: number;
+  /** Bounds the whole handoff, receiving and ready included. */
+  limit: Deadline;
+  /** Cancels the watch for the owner hanging up before ready(). */
+  watch: Deadline;
+}
+
+/**
+ * Takes over from the owner named in `pid` (raw bytes), if there is one: the session to finish in
+ * ready(), and what was inherited. Called with the coordination lock held.
+ */
+export async function inheritFromOwner(
+  dir: string,
+  id: string,
+  owner: Buffer,
+  opts: ResolvedOptions,
+  log: Logger,
+): Promise<{ session: Session | null; inherited: StoredFd[] }> {
+  const none = { session: null, inherited: [] };
+  if (owner.length === 0) {
+    log.info('no owner: starting with an empty fd store');
+    return none;
+  }
+  const ownerId = owner.toString('utf8');
+  // Go dials itself here and then fails forever.
+  if (ownerId === id) {
+    log.warn('the pid file names our own id, left by an earlier process: no owner');
+    return none;
+  }
+  const limit = new Deadline(opts.upgradeTimeoutMs, 'the handoff', [opts.signal]);
+  try {
+    validateId(dir, ownerId);
+    const result = await takeOver(dir, ownerId, limit, log);
+    if (!result.owner) {
+      const kept = result.entries.length;
+      log.warn(
+        { ownerId, reason: result.reason, kept },
+        'no owner: starting with what it handed over',
+      );
+      limit.dispose();
+      return { session: null, inherited: result.entries };
+    }
+    log.info(
+      { ownerId, ownerPid: result.ownerPid, count: result.entries.length },
+      'inherited descriptors',
+    );
+    const session = {
+      channel: result.channel,
+      ownerPid: result.ownerPid,
+      limit,
+      watch: new Deadline(Infinity, 'watching the owner'),
+    };
+    return { session, inherited: result.entries };
+  } catch (err) {
+    limit.dispose();
+    throw err;
+  }
 }

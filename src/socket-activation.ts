@@ -48,3 +48,22 @@ function describeActivated(id: string, fd: number): StoredFd {
   native.setCloexec(fd, true);
   return { ...inspectFd(fd), id, fd, inherited: true };
 }
+
+/** Inherited entries win: an activated socket of the same id is the same socket, a copy. */
+export function mergeActivated(
+  inherited: StoredFd[],
+  activated: StoredFd[],
+  log: Logger,
+): StoredFd[] {
+  const ids = new Set(inherited.map((entry) => entry.id));
+  const merged = [...inherited];
+  for (const entry of activated) {
+    if (ids.has(entry.id)) {
+      log.info({ id: entry.id }, 'the previous owner handed over this activated socket already');
+      native.close(entry.fd);
+    } else {
+      merged.push(entry);
+    }
+  }
+  return merged;
+}

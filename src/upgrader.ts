@@ -21,7 +21,7 @@ import { ErrorCodes, TablerollError } from './errors.js';
 import { Fds, type StoredFd } from './fd-store.js';
 import { resolveLogger, type Logger } from './logger.js';
 import { READABLE, native, type Poller } from './native.js';
-import { confirmReady, takeOver } from './newcomer-handoff.js';
+import { confirmReady, inheritFromOwner, type Session } from './newcomer-handoff.js';
 import {
   awaitReady,
   newcomerTookOver,
@@ -31,38 +31,10 @@ import {
 } from './owner-handoff.js';
 import { StateMachine, type UpgraderState } from './upgrader-state.js';
 import { SystemdNotifier, reportToSystemd } from './sd-notify.js';
-import { takeActivatedSockets } from './socket-activation.js';
+import { mergeActivated, takeActivatedSockets } from './socket-activation.js';
+import { resolveOptions, type ResolvedOptions, type UpgraderOptions } from './upgrader-options.js';
 import { UnixChannel, closeAll } from './unix-channel.js';
 import { protocolError } from './protocol.js';
-
-/** Options of `Upgrader.create`. */
-export interface UpgraderOptions {
-  /**
-   * Longest a handoff may take, from the newcomer's connection to its ready message, on both
-   * sides. An owner whose newcomer is late goes back to being the owner.
-   */
-  upgradeTimeoutMs?: number;
-  /** Longest `create` waits for the coordination lock (another newcomer holds it). */
-  lockTimeoutMs?: number;
-  /** A pino-compatible logger. Silent by default; NODE_DEBUG=tableroll logs to stderr. */
-  logger?: Logger;
-  /** Aborts `create` and an unfinished handoff. */
-  signal?: AbortSignal;
-  /**
-   * Tell systemd about readiness and handoffs through $NOTIFY_SOCKET (READY=1, STATUS=,
-   * STOPPING=1, WATCHDOG=1). Default true; does nothing when NOTIFY_SOCKET is unset.
-   */
-  notify?: boolean;
-  /**
-   * Adopt sockets passed by systemd socket activation (LISTEN_FDS) under their
-   * FileDescriptorName=, unless the previous owner handed over the same id. Default true.
-   */
-  socketActivation?: boolean;
-}
-
-/** The defaults of UpgraderOptions. */
-export const defaultOptions: Readonly<{ upgradeTimeoutMs: number; lockTimeoutMs: number }> =
-  Object.freeze({ upgradeTimeoutMs: 60_000, lockTimeoutMs: 60_000 });
 
 /** Why `upgradeComplete()` resolved. */
 export type CompletionReason = 'upgraded' | 'stopped';
@@ -83,19 +55,10 @@ export interface UpgraderEvents {
   stopped: () => void;
 }
 
-interface Session {
-  channel: UnixChannel;
-  ownerPid: number;
-  /** Bounds the whole handoff, receiving and ready included. */
-  limit: Deadline;
-  /** Cancels the watch for the owner hanging up before ready(). */
-  watch: Deadline;
-}
-
 interface Parts {
   dir: string;
   id: string;
-  options: UpgraderOptions & { upgradeTimeoutMs: number; lockTimeoutMs: number };
+  options: ResolvedOptions;
   log: Logger;
   socket: UpgradeSocket;
   pidFile: PidFile;
@@ -112,7 +75,7 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
   /** The descriptors this process serves on and will hand over. */
   readonly fds: Fds;
 
-  private readonly options: Parts['options'];
+  private readonly options: ResolvedOptions;
   private readonly log: Logger;
   private readonly machine: StateMachine;
   private readonly socket: UpgradeSocket;
@@ -135,7 +98,7 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
    * owner. Either way it holds the coordination lock until `ready()`.
    */
   static async create(dir: string, id: string, options: UpgraderOptions = {}): Promise<Upgrader> {
-    const opts = { ...defaultOptions, ...checkOptions(options) };
+    const opts = resolveOptions(options);
     validateId(dir, id);
     throwIfAborted(opts.signal);
     prepareDirectory(dir);
@@ -464,98 +427,6 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
   private assertUsable(): void {
     if (this.isStopped()) throw stoppedError();
   }
-}
-
-async function inheritFromOwner(
-  dir: string,
-  id: string,
-  owner: Buffer,
-  opts: Parts['options'],
-  log: Logger,
-): Promise<{ session: Session | null; inherited: StoredFd[] }> {
-  const none = { session: null, inherited: [] };
-  if (owner.length === 0) {
-    log.info('no owner: starting with an empty fd store');
-    return none;
-  }
-  const ownerId = owner.toString('utf8');
-  // Go dials itself here and then fails forever.
-  if (ownerId === id) {
-    log.warn('the pid file names our own id, left by an earlier process: no owner');
-    return none;
-  }
-  const limit = new Deadline(opts.upgradeTimeoutMs, 'the handoff', [opts.signal]);
-  try {
-    validateId(dir, ownerId);
-    const result = await takeOver(dir, ownerId, limit, log);
-    if (!result.owner) {
-      const kept = result.entries.length;
-      log.warn(
-        { ownerId, reason: result.reason, kept },
-        'no owner: starting with what it handed over',
-      );
-      limit.dispose();
-      return { session: null, inherited: result.entries };
-    }
-    log.info(
-      { ownerId, ownerPid: result.ownerPid, count: result.entries.length },
-      'inherited descriptors',
-    );
-    const session = {
-      channel: result.channel,
-      ownerPid: result.ownerPid,
-      limit,
-      watch: new Deadline(Infinity, 'watching the owner'),
-    };
-    return { session, inherited: result.entries };
-  } catch (err) {
-    limit.dispose();
-    throw err;
-  }
-}
-
-/** Inherited entries win: an activated socket of the same id is the same socket, a copy. */
-function mergeActivated(inherited: StoredFd[], activated: StoredFd[], log: Logger): StoredFd[] {
-  const ids = new Set(inherited.map((entry) => entry.id));
-  const merged = [...inherited];
-  for (const entry of activated) {
-    if (ids.has(entry.id)) {
-      log.info({ id: entry.id }, 'the previous owner handed over this activated socket already');
-      native.close(entry.fd);
-    } else {
-      merged.push(entry);
-    }
-  }
-  return merged;
-}
-
-function checkOptions(options: UpgraderOptions): UpgraderOptions {
-  if (typeof options !== 'object' || options === null) {
-    throw new TablerollError(ErrorCodes.INVALID_ARGUMENT, 'options must be an object');
-  }
-  for (const key of ['upgradeTimeoutMs', 'lockTimeoutMs'] as const) {
-    const value = options[key];
-    if (value !== undefined && !(typeof value === 'number' && value > 0)) {
-      throw new TablerollError(
-        ErrorCodes.INVALID_ARGUMENT,
-        `${key} must be a positive number of milliseconds`,
-      );
-    }
-  }
-  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
-    throw new TablerollError(ErrorCodes.INVALID_ARGUMENT, 'signal must be an AbortSignal');
-  }
-  const logger = options.logger as Partial<Logger> | undefined;
-  if (
-    logger !== undefined &&
-    (typeof logger?.info !== 'function' || typeof logger.warn !== 'function')
-  ) {
-    throw new TablerollError(
-      ErrorCodes.INVALID_ARGUMENT,
-      'logger must be pino-compatible (info, warn, ...)',
-    );
-  }
-  return options;
 }
 
 /** True when the peer sent something (its descriptors are closed at once), not a hang-up. */
