@@ -4,6 +4,8 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <thread>
+
 #include "addon.h"
 #include "arguments.h"
 #include "errors.h"
@@ -31,6 +33,23 @@ static Napi::Value Dup(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), copy);
 }
 
+// Grows the fd table to hold `highest` on a thread of its own, and returns at once. In a
+// multi-threaded process every growth waits for an RCU grace period (5 to 10 ms here); started
+// before a burst of incoming descriptors, the wait overlaps with receiving the first ones, and
+// only a descriptor that needs the bigger table waits for the growth to finish.
+static Napi::Value GrowFdTable(const Napi::CallbackInfo& info) {
+  int highest;
+  if (!ReadInt(info, 0, "highest", 0, INT_MAX, &highest)) return {};
+  std::thread([highest] {
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd == -1) return;
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, highest);
+    if (copy != -1) close(copy);
+    close(fd);
+  }).detach();
+  return info.Env().Undefined();
+}
+
 static Napi::Value SetCloexec(const Napi::CallbackInfo& info) {
   int fd, flags;
   bool on;
@@ -56,6 +75,7 @@ static Napi::Value FlockExclusive(const Napi::CallbackInfo& info) {
 void RegisterDescriptors(Napi::Env env, Napi::Object exports) {
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("dup", Napi::Function::New(env, Dup, "dup"));
+  exports.Set("growFdTable", Napi::Function::New(env, GrowFdTable, "growFdTable"));
   exports.Set("setCloexec", Napi::Function::New(env, SetCloexec, "setCloexec"));
   exports.Set("flockExclusive", Napi::Function::New(env, FlockExclusive, "flockExclusive"));
 }

@@ -100,9 +100,60 @@ static Napi::Value Recv(const Napi::CallbackInfo& info) {
   return result;
 }
 
+// Up to `max` messages in a row, each read into `buf` from its start (their bytes are only
+// counted), without waiting: the receiving half of a burst of one-descriptor messages, in one
+// call instead of one per descriptor. Returns the numbers [bytes, fdCount, ...fds] per message,
+// fdCount -1 for a truncated message (its descriptors closed); null when nothing was there. It
+// stops after the end of stream or a message without exactly one descriptor, for the caller to
+// judge, and before an error once something was read (the next call reports it).
+static Napi::Value RecvEach(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd, max;
+  uint8_t* data;
+  size_t size;
+  if (!ReadFd(info, 0, &fd) || !ReadBytes(info, 1, "buf", &data, &size) ||
+      !ReadInt(info, 2, "max", 1, INT_MAX, &max)) {
+    return {};
+  }
+  if (size == 0) {
+    return ThrowCoded(Napi::RangeError::New(env, "The buffer must not be empty"),
+                      "ERR_OUT_OF_RANGE");
+  }
+  std::vector<int> out;
+  for (int n = 0; n < max; n++) {
+    iovec iov{data, size};
+    alignas(cmsghdr) char control[CMSG_SPACE(kMaxFds * sizeof(int))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    ssize_t bytes =
+        RetryOnEintr([&] { return recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); });
+    if (bytes == -1) {
+      if (!out.empty()) break;
+      return errno == EAGAIN ? env.Null() : ThrowErrno(env, errno, "recvmsg");
+    }
+    std::vector<int> fds = ReceivedFds(&msg);
+    out.push_back(static_cast<int>(bytes));
+    if ((msg.msg_flags & MSG_CTRUNC) != 0) {
+      for (int received : fds) close(received);
+      out.push_back(-1);
+      break;
+    }
+    out.push_back(static_cast<int>(fds.size()));
+    out.insert(out.end(), fds.begin(), fds.end());
+    if (bytes == 0 || fds.size() != 1) break;
+  }
+  Napi::Array array = Napi::Array::New(env, out.size());
+  for (size_t i = 0; i < out.size(); i++) array.Set(i, out[i]);
+  return array;
+}
+
 void RegisterFdPassing(Napi::Env env, Napi::Object exports) {
   exports.Set("send", Napi::Function::New(env, Send, "send"));
   exports.Set("recv", Napi::Function::New(env, Recv, "recv"));
+  exports.Set("recvEach", Napi::Function::New(env, RecvEach, "recvEach"));
 }
 
 }  // namespace tableroll

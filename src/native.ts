@@ -100,6 +100,12 @@ export interface NativeAddon {
    * descriptors. Returns null on EAGAIN.
    */
   recv(fd: number, buf: Uint8Array, offset: number, length: number): ReceivedMessage | null;
+  /**
+   * Up to `max` messages read without waiting, each into `buf` from its start: per message the
+   * numbers bytes, fd count (-1: truncated, its descriptors closed), then the fds. Stops after
+   * the end of stream or a message without exactly one descriptor. Null when nothing was there.
+   */
+  recvEach(fd: number, buf: Uint8Array, max: number): number[] | null;
   /** close(2); never retried (on Linux the fd is gone even on EINTR). */
   close(fd: number): void;
   /**
@@ -109,6 +115,11 @@ export interface NativeAddon {
   dup(fd: number, lowest?: number): number;
   /** Sets or clears FD_CLOEXEC on this fd. */
   setCloexec(fd: number, on: boolean): void;
+  /**
+   * Grows the fd table to hold `highest`, on a thread of its own; returns at once. Best effort:
+   * nothing is reported (a low RLIMIT_NOFILE just leaves the table as it is).
+   */
+  growFdTable(highest: number): void;
   /** SO_PEERCRED of a connected unix socket. */
   peerCredentials(fd: number): PeerCredentials;
   /** A non-blocking TCP socket with SO_REUSEADDR, bound to a numeric address and listening. */

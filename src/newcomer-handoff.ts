@@ -102,26 +102,38 @@ async function receiveDescriptors(
 ): Promise<void> {
   const entries = await receiveMetadata(channel, limit);
   log.debug({ step: 'metadata-received', count: entries.length }, 'received the metadata');
-  growFdTable(channel.fd, channel.fd + 2 * entries.length);
-  // One buffer for every name: a new 4 KiB one (too big for Buffer's pool) per descriptor, and
-  // the garbage collections they cause, cost about 2.5 us each.
+  // Room for every descriptor and the copies the application takes of them.
+  growFdTable(channel.fd + 2 * entries.length);
+  // One buffer for every name (their bytes only need counting), and a native loop that takes
+  // every message already there: one call per burst rather than an await and a recvmsg call per
+  // descriptor, which at 500 descriptors costs milliseconds in code that runs once, cold.
   const names = Buffer.allocUnsafe(MAX_NAME_LENGTH);
-  for (const entry of entries) {
-    const { data, fds } = await channel.readWithFds(MAX_NAME_LENGTH, limit, names);
-    if (fds.length === 0 && data.length === 0) {
-      throw new TablerollError(
-        ErrorCodes.HANDOFF_FAILED,
-        `the owner closed the connection after ${received.length} of ${entries.length} descriptors`,
-      );
+  while (received.length < entries.length) {
+    const batch = channel.readEachNow(names, entries.length - received.length);
+    if (batch === null) {
+      await channel.readable(limit);
+      continue;
     }
-    for (const fd of fds) received.push({ ...entry, fd, inherited: true });
-    if (fds.length !== 1) {
-      throw protocolError(`${describe(entry)} came with ${fds.length} descriptors, not 1`);
+    for (let at = 0; at < batch.length;) {
+      const entry = entries[received.length]!;
+      const bytes = batch[at++]!;
+      const count = batch[at++]!;
+      if (count < 0) throw protocolError('descriptors were truncated (MSG_CTRUNC)');
+      const fds = batch.slice(at, (at += count));
+      if (count === 0 && bytes === 0) {
+        throw new TablerollError(
+          ErrorCodes.HANDOFF_FAILED,
+          `the owner closed the connection after ${received.length} of ${entries.length} descriptors`,
+        );
+      }
+      for (const fd of fds) received.push({ ...entry, fd, inherited: true });
+      if (count !== 1) {
+        throw protocolError(`${describe(entry)} came with ${count} descriptors, not 1`);
+      }
+      if (bytes >= MAX_NAME_LENGTH)
+        throw protocolError(`the name of ${describe(entry)} is too long`);
+      log.debug({ step: 'fd-received', index: received.length - 1 }, 'received a descriptor');
     }
-    if (data.length >= MAX_NAME_LENGTH) {
-      throw protocolError(`the name of ${describe(entry)} is too long`);
-    }
-    log.debug({ step: 'fd-received', index: received.length - 1 }, 'received a descriptor');
   }
   // The owner must now wait for us; anything more it sent is a violation.
   const extra = channel.readNow(1);
@@ -155,18 +167,29 @@ async function receiveMetadata(channel: UnixChannel, limit: Deadline): Promise<M
 }
 
 /**
- * Grows the fd table at once to hold `highest` (using a copy of `fd`): with many descriptors coming (and the copies the
- * application takes of them), the kernel would otherwise double it several times, and in a
- * multi-threaded process such as Node each doubling waits for an RCU grace period (about 7 ms
- * at 500 listeners here). Best effort: a limit too low for it just means the slow way.
+ * The fd table a newcomer grows to in the background as create() starts: 1024 slots hold a
+ * handoff of about 500 listeners and the application's copies of them. The table of a new Node
+ * process has 256, and in a multi-threaded process each growth waits for an RCU grace period
+ * (8 to 17 ms on the benchmark machine) before any descriptor past the old size can be
+ * received. Started early, that wait overlaps with locking and dialing. It costs a short-lived
+ * thread and a few KiB of kernel memory, once per process.
  */
-function growFdTable(fd: number, highest: number): void {
-  if (highest < 256) return; // Within the table a Node process starts with.
-  try {
-    native.close(native.dup(fd, highest));
-  } catch {
-    // RLIMIT_NOFILE below `highest`: the descriptors may still fit.
-  }
+const EARLY_FD_TABLE_SLOTS = 1024;
+let grewEarly = false;
+
+/** Starts growing the fd table on another thread (once per process); returns at once. */
+export function growFdTableEarly(): void {
+  if (grewEarly) return;
+  grewEarly = true;
+  native.growFdTable(EARLY_FD_TABLE_SLOTS - 1);
+}
+
+/**
+ * Makes room for descriptor numbers up to `highest` when even the early growth is too small:
+ * grown on another thread, so receiving the descriptors that fit already overlaps with the wait.
+ */
+function growFdTable(highest: number): void {
+  if (highest >= EARLY_FD_TABLE_SLOTS) native.growFdTable(highest);
 }
 
 function describe(entry: MetadataEntry): string {

@@ -30,9 +30,15 @@ export async function sendDescriptors(
 ): Promise<void> {
   await channel.write(encodeMetadata(entries), limit);
   log.debug({ step: 'metadata-sent', count: entries.length }, 'sent the metadata');
-  for (const [index, entry] of entries.entries()) {
-    // Exactly one fd per message: Go's receiver has room for one.
-    await channel.write(descriptorName(entry), limit, entry.fd);
+  // Exactly one fd per message: Go's receiver has room for one. Sent in a plain loop while the
+  // socket takes them, waiting only when it is full: a handoff runs once, with cold code, and
+  // an await per descriptor costs more than the sendmsg.
+  for (let index = 0; index < entries.length; index++) {
+    const entry = entries[index]!;
+    const name = descriptorName(entry);
+    const sent = channel.writeNow(name, entry.fd);
+    if (sent < 0) await channel.write(name, limit, entry.fd);
+    else if (sent < name.length) await channel.write(name.subarray(sent), limit);
     log.debug({ step: 'fd-sent', index }, 'sent a descriptor');
   }
 }

@@ -94,8 +94,43 @@ export class UnixChannel {
   }
 
   /** One recvmsg if anything is there now, without waiting; null when nothing is. */
-  readNow(maxLength: number): FdMessage | null {
-    return this.recv(Buffer.allocUnsafe(maxLength), 0, maxLength);
+  readNow(maxLength: number, buf = Buffer.allocUnsafe(maxLength)): FdMessage | null {
+    return this.recv(buf, 0, maxLength);
+  }
+
+  /**
+   * Up to `max` messages without waiting, each read into `buf` from its start; null when
+   * nothing is there. Per message: [bytes, fd count, ...fds]; see native.recvEach.
+   */
+  readEachNow(buf: Buffer, max: number): number[] | null {
+    if (this.closed)
+      throw new TablerollError(ErrorCodes.HANDOFF_FAILED, 'the connection was closed');
+    try {
+      return native.recvEach(this.fd, buf, max);
+    } catch (err) {
+      throw new TablerollError(ErrorCodes.HANDOFF_FAILED, 'could not read from the peer', {
+        cause: err,
+      });
+    }
+  }
+
+  /** Resolves once there is something to read (or the peer hung up). */
+  readable(limit: Deadline): Promise<void> {
+    return this.wait(READABLE, limit);
+  }
+
+  /**
+   * One sendmsg of `data` without waiting, `passFd` (unless -1) with its first byte: the bytes
+   * sent, possibly fewer than asked, or -1 when the socket is full (nothing was sent).
+   */
+  writeNow(data: Buffer, passFd = -1): number {
+    try {
+      return native.send(this.fd, data, passFd);
+    } catch (err) {
+      throw new TablerollError(ErrorCodes.HANDOFF_FAILED, 'could not write to the peer', {
+        cause: err,
+      });
+    }
   }
 
   /** Writes all of `data`; `passFd` (unless -1) travels with its first byte. */
@@ -103,14 +138,7 @@ export class UnixChannel {
     let offset = 0;
     let fd = passFd;
     while (offset < data.length) {
-      let sent: number;
-      try {
-        sent = native.send(this.fd, data.subarray(offset), fd);
-      } catch (err) {
-        throw new TablerollError(ErrorCodes.HANDOFF_FAILED, 'could not write to the peer', {
-          cause: err,
-        });
-      }
+      const sent = this.writeNow(offset === 0 ? data : data.subarray(offset), fd);
       if (sent < 0) {
         await this.wait(WRITABLE, limit);
         continue;

@@ -21,7 +21,12 @@ import { ErrorCodes, TablerollError } from './errors.js';
 import { Fds, type StoredFd } from './fd-store.js';
 import { resolveLogger, type Logger } from './logger.js';
 import { READABLE, native, type Poller } from './native.js';
-import { confirmReady, inheritFromOwner, type Session } from './newcomer-handoff.js';
+import {
+  confirmReady,
+  growFdTableEarly,
+  inheritFromOwner,
+  type Session,
+} from './newcomer-handoff.js';
 import {
   awaitReady,
   newcomerTookOver,
@@ -102,6 +107,7 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     validateId(dir, id);
     throwIfAborted(opts.signal);
     prepareDirectory(dir);
+    growFdTableEarly();
     const log = resolveLogger(opts.logger, { component: 'tableroll', id });
     const socket = bindUpgradeSocket(dir, id, log);
     let pidFile: PidFile | null = null;
