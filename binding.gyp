@@ -8,6 +8,7 @@
         "native/descriptors.cc",
         "native/errors.cc",
         "native/fd-passing.cc",
+        "native/files.cc",
         "native/poller.cc",
         "native/socket-info.cc",
         "native/sockets.cc"

@@ -7,6 +7,7 @@ namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tableroll::RegisterDescriptors(env, exports);
   tableroll::RegisterFdPassing(env, exports);
+  tableroll::RegisterFiles(env, exports);
   tableroll::RegisterSockets(env, exports);
   tableroll::RegisterSocketInfo(env, exports);
   tableroll::RegisterPoller(env, exports);

@@ -7,6 +7,7 @@ namespace tableroll {
 
 void RegisterDescriptors(Napi::Env env, Napi::Object exports);
 void RegisterFdPassing(Napi::Env env, Napi::Object exports);
+void RegisterFiles(Napi::Env env, Napi::Object exports);
 void RegisterSockets(Napi::Env env, Napi::Object exports);
 void RegisterSocketInfo(Napi::Env env, Napi::Object exports);
 void RegisterPoller(Napi::Env env, Napi::Object exports);

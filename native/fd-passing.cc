@@ -105,7 +105,9 @@ static Napi::Value Recv(const Napi::CallbackInfo& info) {
 // call instead of one per descriptor. Returns the numbers [bytes, fdCount, ...fds] per message,
 // fdCount -1 for a truncated message (its descriptors closed); null when nothing was there. It
 // stops after the end of stream or a message without exactly one descriptor, for the caller to
-// judge, and before an error once something was read (the next call reports it).
+// judge. An error met once something was read ends the batch without being thrown: a lasting
+// one (EBADF) is thrown by the next call, but the kernel clears a one-shot socket error when it
+// reports it, so a reset peer then reads as the end of stream.
 static Napi::Value RecvEach(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd, max;

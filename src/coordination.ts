@@ -5,12 +5,16 @@
  * The directory is the trust boundary: whoever can connect to an owner's socket can take its
  * listening sockets. So the directory must belong to us and be closed to other users, and the
  * files we create in it are owner-only.
+ *
+ * The calls a handoff makes go through the addon (native.open, native.stat ...) rather than
+ * node:fs: the first call of each fs function compiles a chain of Node's internal JavaScript,
+ * and a handoff runs once per process, cold.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { ErrorCodes, TablerollError, hasCode } from './errors.js';
 import { delay, type Deadline } from './deadline.js';
-import { native } from './native.js';
+import { native, type FileStatus } from './native.js';
 import type { Logger } from './logger.js';
 
 /** Name of the owner record and lock file inside the coordination directory. */
@@ -65,23 +69,35 @@ export function prepareDirectory(dir: string): void {
       'the coordination directory must be a path',
     );
   }
-  try {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  } catch (err) {
-    // Something else by that name: the checks below say what is wrong with it.
-    if (!hasCode(err, 'EEXIST', 'ENOTDIR')) throw err;
-  }
-  const stat = fs.statSync(dir);
+  makeDirectory(dir);
+  const stat = native.stat(dir);
   const unsafe = (why: string): TablerollError =>
     new TablerollError(ErrorCodes.UNSAFE_DIRECTORY, `coordination directory ${dir} ${why}`, {
       final: true,
     });
-  if (!stat.isDirectory()) throw unsafe('is not a directory');
+  if (!isKind(stat, S_IFDIR)) throw unsafe('is not a directory');
   if (stat.uid !== myUid()) throw unsafe(`belongs to uid ${stat.uid}, not to us (uid ${myUid()})`);
   const othersMayWrite = (stat.mode & 0o022) !== 0;
   const sticky = (stat.mode & 0o1000) !== 0;
   if (othersMayWrite && !sticky) {
     throw unsafe(`is writable by other users (mode ${(stat.mode & 0o7777).toString(8)})`);
+  }
+}
+
+/** mkdir -p with mode 0700; something else by that name is left for the caller's checks. */
+function makeDirectory(dir: string): void {
+  try {
+    native.mkdir(dir, 0o700);
+    return;
+  } catch (err) {
+    if (hasCode(err, 'ENOTDIR')) return;
+    if (!hasCode(err, 'ENOENT')) throw err;
+  }
+  // Missing parents: rare enough for node:fs.
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    if (!hasCode(err, 'EEXIST', 'ENOTDIR')) throw err;
   }
 }
 
@@ -95,10 +111,10 @@ export class PidFile {
   /** Opens (creating, owner-only) `<dir>/pid`; refuses a pid file that another user owns. */
   static open(dir: string): PidFile {
     const file = path.join(dir, PID_FILE);
-    const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+    const fd = native.open(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
     try {
-      const stat = fs.fstatSync(fd);
-      if (!stat.isFile() || stat.uid !== myUid()) {
+      const stat = native.fstat(fd);
+      if (!isKind(stat, S_IFREG) || stat.uid !== myUid()) {
         throw new TablerollError(
           ErrorCodes.UNSAFE_DIRECTORY,
           `${file} is not a regular file of ours (uid ${stat.uid})`,
@@ -106,9 +122,9 @@ export class PidFile {
         );
       }
       // Go creates it 0755: tighten it, nobody else needs to read who the owner is.
-      if ((stat.mode & 0o077) !== 0) fs.fchmodSync(fd, 0o600);
+      if ((stat.mode & 0o077) !== 0) native.fchmod(fd, 0o600);
     } catch (err) {
-      fs.closeSync(fd);
+      native.close(fd);
       throw err;
     }
     return new PidFile(fd, file);
@@ -135,15 +151,7 @@ export class PidFile {
 
   /** The owner's id as raw bytes; empty when there is no owner. Not trimmed. */
   read(): Buffer {
-    const size = fs.fstatSync(this.fd).size;
-    const buf = Buffer.alloc(size);
-    let offset = 0;
-    while (offset < size) {
-      const n = fs.readSync(this.fd, buf, offset, size - offset, offset);
-      if (n === 0) break;
-      offset += n;
-    }
-    return buf.subarray(0, offset);
+    return readWhole(this.fd);
   }
 
   /** Records `id` as the owner, no newline. Only while holding the lock. */
@@ -152,16 +160,36 @@ export class PidFile {
     // Emptied first only when the old id is longer: emptying frees the file's block, and on
     // ext4 the write then allocates one again and the close flushes it (auto_da_alloc), 0.3 to
     // 5 ms. A same-length or longer id replaces the old one in a single write.
-    if (fs.fstatSync(this.fd).size > data.length) fs.ftruncateSync(this.fd, 0);
+    if (native.fstat(this.fd).size > data.length) native.ftruncate(this.fd, 0);
     let offset = 0;
     while (offset < data.length)
-      offset += fs.writeSync(this.fd, data, offset, data.length - offset, offset);
+      offset += native.pwrite(this.fd, offset === 0 ? data : data.subarray(offset), offset);
   }
 
   /** Closing the file releases the lock. */
   close(): void {
-    fs.closeSync(this.fd);
+    native.close(this.fd);
   }
+}
+
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
+
+function isKind(stat: FileStatus, kind: number): boolean {
+  return (stat.mode & S_IFMT) === kind;
+}
+
+/** All of an open file, read from its start. */
+function readWhole(fd: number): Buffer {
+  const buf = Buffer.allocUnsafe(native.fstat(fd).size);
+  let offset = 0;
+  while (offset < buf.length) {
+    const n = native.pread(fd, buf.subarray(offset), offset);
+    if (n === 0) break;
+    offset += n;
+  }
+  return buf.subarray(0, offset);
 }
 
 /** True when nobody holds the coordination lock: taken without waiting and released at once. */
@@ -176,10 +204,16 @@ export function lockIsFree(dir: string): boolean {
 
 /** The owner's id as `pid` holds it now, read without the lock; empty when missing. */
 export function readPidFile(dir: string): Buffer {
+  let fd: number;
   try {
-    return fs.readFileSync(path.join(dir, PID_FILE));
+    fd = native.open(path.join(dir, PID_FILE), fs.constants.O_RDONLY, 0);
   } catch {
     return Buffer.alloc(0);
+  }
+  try {
+    return readWhole(fd);
+  } finally {
+    native.close(fd);
   }
 }
 
@@ -214,8 +248,8 @@ export function bindUpgradeSocket(dir: string, id: string, log: Logger): Upgrade
     fd = native.unixListen(file, 128);
   }
   try {
-    fs.chmodSync(file, 0o600);
-    const stat = fs.statSync(file);
+    native.chmod(file, 0o600);
+    const stat = native.stat(file);
     return { fd, path: file, ino: stat.ino, dev: stat.dev };
   } catch (err) {
     native.close(fd);

@@ -4,10 +4,42 @@
  * is always a TablerollError, so a wait can throw it as is: ERR_TABLEROLL_TIMEOUT,
  * ERR_TABLEROLL_ABORTED for the caller's signal, or whatever error the owner fired it with.
  *
- * Internally a plain callback list rather than AbortController: a handoff runs once per process,
- * cold, and EventTarget dispatch and DOMException creation cost it about a millisecond.
+ * Internally a plain callback list rather than AbortController, and a timerfd watched on Node's
+ * loop rather than setTimeout: a handoff runs once per process, cold, and EventTarget dispatch,
+ * DOMException creation and the first setTimeout's internals cost it about a millisecond.
  */
 import { ErrorCodes, TablerollError } from './errors.js';
+import { READABLE, native, type Poller } from './native.js';
+
+/** A one-shot timer that does not keep the process alive. */
+class Timer {
+  private readonly fd: number;
+  private readonly poller: Poller;
+  private closed = false;
+
+  constructor(ms: number, onExpiry: () => void) {
+    this.fd = native.timerFd(ms);
+    try {
+      this.poller = new native.Poller(this.fd, () => {
+        this.close();
+        onExpiry();
+      });
+      this.poller.unref();
+      this.poller.start(READABLE);
+    } catch (err) {
+      native.close(this.fd);
+      throw err;
+    }
+  }
+
+  /** Idempotent: the fd number may belong to someone else once closed. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.poller.close();
+    native.close(this.fd);
+  }
+}
 
 /** Something a Deadline can follow. */
 export type DeadlineParent = Deadline | AbortSignal | undefined;
@@ -17,18 +49,17 @@ export class Deadline {
   private firedWith: TablerollError | undefined;
   private readonly callbacks = new Set<(reason: TablerollError) => void>();
   private readonly detach: (() => void)[] = [];
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
 
   /** `ms` from now (Infinity for none); `what` names the wait in the timeout message. */
   constructor(ms: number, what: string, parents: readonly DeadlineParent[] = []) {
     for (const parent of parents) this.follow(parent);
     if (Number.isFinite(ms) && !this.firedWith) {
-      this.timer = setTimeout(
-        () => this.fire(new TablerollError(ErrorCodes.TIMEOUT, `${what} timed out after ${ms} ms`)),
-        ms,
-      );
       // A deadline alone does not keep the process alive.
-      this.timer.unref();
+      this.timer = new Timer(ms, () => {
+        this.timer = undefined;
+        this.fire(new TablerollError(ErrorCodes.TIMEOUT, `${what} timed out after ${ms} ms`));
+      });
     }
   }
 
@@ -52,7 +83,7 @@ export class Deadline {
   fire(reason: TablerollError): void {
     if (this.firedWith) return;
     this.firedWith = reason;
-    clearTimeout(this.timer);
+    this.clearTimer();
     const callbacks = [...this.callbacks];
     this.callbacks.clear();
     for (const fn of callbacks) fn(reason);
@@ -60,8 +91,13 @@ export class Deadline {
 
   /** Clears the timer and lets go of the parents. */
   dispose(): void {
-    clearTimeout(this.timer);
+    this.clearTimer();
     for (const undo of this.detach.splice(0)) undo();
+  }
+
+  private clearTimer(): void {
+    this.timer?.close();
+    this.timer = undefined;
   }
 
   private follow(parent: DeadlineParent): void {

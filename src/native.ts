@@ -28,6 +28,15 @@ export interface ReceivedMessage {
   truncated: boolean;
 }
 
+/** The fields of stat(2) the coordination directory's checks need. */
+export interface FileStatus {
+  mode: number;
+  uid: number;
+  size: number;
+  ino: number;
+  dev: number;
+}
+
 /** What the kernel says about a socket (getsockopt and getsockname). */
 export interface SocketInfo {
   family: 'inet' | 'inet6' | 'unix' | 'other';
@@ -104,6 +113,7 @@ export interface NativeAddon {
    * Up to `max` messages read without waiting, each into `buf` from its start: per message the
    * numbers bytes, fd count (-1: truncated, its descriptors closed), then the fds. Stops after
    * the end of stream or a message without exactly one descriptor. Null when nothing was there.
+   * A reset met after some messages reads as the end of stream (the kernel reports it once).
    */
   recvEach(fd: number, buf: Uint8Array, max: number): number[] | null;
   /** close(2); never retried (on Linux the fd is gone even on EINTR). */
@@ -120,6 +130,8 @@ export interface NativeAddon {
    * nothing is reported (a low RLIMIT_NOFILE just leaves the table as it is).
    */
   growFdTable(highest: number): void;
+  /** A one-shot timerfd (CLOCK_MONOTONIC, close-on-exec) that becomes readable in `ms`. */
+  timerFd(ms: number): number;
   /** SO_PEERCRED of a connected unix socket. */
   peerCredentials(fd: number): PeerCredentials;
   /** A non-blocking TCP socket with SO_REUSEADDR, bound to a numeric address and listening. */
@@ -136,6 +148,19 @@ export interface NativeAddon {
   socketInfo(fd: number): SocketInfo | null;
   /** One datagram to a unix datagram socket at `path` ('@name' for the abstract namespace). */
   sendDatagram(path: string, data: Uint8Array): void;
+  /** mkdir(2): true when created, false when something by that name exists already. */
+  mkdir(path: string, mode: number): boolean;
+  stat(path: string): FileStatus;
+  fstat(fd: number): FileStatus;
+  /** open(2), always with O_CLOEXEC added. */
+  open(path: string, flags: number, mode: number): number;
+  chmod(path: string, mode: number): void;
+  fchmod(fd: number, mode: number): void;
+  /** One pread(2) into all of `buf` at `position`: the bytes read, 0 at the end of the file. */
+  pread(fd: number, buf: Uint8Array, position: number): number;
+  /** One pwrite(2) of `data` at `position`: the bytes written, possibly fewer. */
+  pwrite(fd: number, data: Uint8Array, position: number): number;
+  ftruncate(fd: number, length: number): void;
   Poller: new (fd: number, callback: PollCallback) => Poller;
 }
 
