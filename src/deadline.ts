@@ -18,7 +18,8 @@ class Timer {
   private closed = false;
 
   constructor(ms: number, onExpiry: () => void) {
-    this.fd = native.timerFd(ms);
+    // The timerfd takes up to 1e12 ms (31 years): longer is the same as never, in practice.
+    this.fd = native.timerFd(Math.min(ms, 1e12));
     try {
       this.poller = new native.Poller(this.fd, () => {
         this.close();

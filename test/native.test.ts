@@ -17,11 +17,14 @@ import { describe, test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
+import { Deadline } from '../src/deadline.js';
+import { ErrorCodes, TablerollError } from '../src/errors.js';
 import {
   DISCONNECT,
   READABLE,
   WRITABLE,
   native,
+  type FileStatus,
   type PollCallback,
   type Poller,
 } from '../src/native.js';
@@ -31,6 +34,7 @@ const TIMEOUT = { timeout: 30_000 };
 /** Above RLIMIT_NOFILE, so never an open descriptor. */
 const BAD_FD = 999_999;
 const O_CLOEXEC = 0o2000000;
+const O_NONBLOCK = 0o4000;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -134,11 +138,16 @@ function nodeChild(t: TestContext, script: string, ...args: string[]): Child {
   return new Child(t, process.execPath, ['-e', script, ADDON, ...args]);
 }
 
-function hasCloexec(fd: number): boolean {
+/** The open file's flags, with O_CLOEXEC standing for the descriptor's FD_CLOEXEC. */
+function fdFlags(fd: number): number {
   const info = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
   const flags = /^flags:\s+([0-7]+)$/m.exec(info);
   assert.ok(flags, `no flags line in fdinfo of ${fd}`);
-  return (parseInt(flags[1]!, 8) & O_CLOEXEC) !== 0;
+  return parseInt(flags[1]!, 8);
+}
+
+function hasCloexec(fd: number): boolean {
+  return (fdFlags(fd) & O_CLOEXEC) !== 0;
 }
 
 function openFdCount(): number {
@@ -300,6 +309,142 @@ test('a received descriptor is not inherited by a child process', TIMEOUT, async
   const inheritable = res.fd(native.dup(received!));
   native.setCloexec(inheritable, false);
   assert.ok((await childFds()).includes(target));
+});
+
+// Calls growFdTable with each of argv[3..] in turn, then polls FDSize in /proc/self/status until
+// it reaches argv[2] or 10 s pass. Prints {before, after, returned}, then 'alive' once it has
+// opened and closed a file.
+const GROW_FD_TABLE = `
+const a = require(process.argv[1]);
+const fs = require('fs');
+const fdSize = () =>
+  Number(/^FDSize:\\s+(\\d+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]);
+(async () => {
+  const wanted = Number(process.argv[2]);
+  const before = fdSize();
+  const returned = process.argv.slice(3).map((highest) => typeof a.growFdTable(Number(highest)));
+  const deadline = Date.now() + 10000;
+  while (fdSize() < wanted && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  console.log(JSON.stringify({ before, after: fdSize(), returned }));
+  fs.closeSync(fs.openSync('/dev/null', 'r'));
+  console.log('alive');
+})();`;
+
+test('growFdTable grows the fd table on a thread of its own', TIMEOUT, async (t) => {
+  const child = nodeChild(t, GROW_FD_TABLE, '4096', '4095');
+  const { before, after, returned } = JSON.parse(await child.line()) as {
+    before: number;
+    after: number;
+    returned: string[];
+  };
+  assert.deepEqual(returned, ['undefined']);
+  assert.ok(before < 4096, `the table already held ${before} descriptors`);
+  assert.ok(after >= 4096, `FDSize ${before} grew only to ${after}`);
+  assert.equal(await child.line(), 'alive');
+  assert.deepEqual(await child.exited, { code: 0, signal: null }, child.stderr);
+});
+
+test(
+  'growFdTable beyond RLIMIT_NOFILE neither throws nor grows past the limit',
+  TIMEOUT,
+  async (t) => {
+    // With a limit of 1024 only the last call can grow the table: to 1024 slots, and no further.
+    const child = new Child(t, 'sh', [
+      '-c',
+      'ulimit -n 1024 && exec "$0" "$@"',
+      process.execPath,
+      '-e',
+      GROW_FD_TABLE,
+      ADDON,
+      '1024',
+      String(1e9),
+      String(2 ** 31 - 1),
+      '4095',
+      '1023',
+    ]);
+    const { before, after, returned } = JSON.parse(await child.line()) as {
+      before: number;
+      after: number;
+      returned: string[];
+    };
+    assert.deepEqual(returned, ['undefined', 'undefined', 'undefined', 'undefined']);
+    assert.ok(before < 1024, `the table already held ${before} descriptors`);
+    assert.equal(after, 1024);
+    assert.equal(await child.line(), 'alive');
+    assert.deepEqual(await child.exited, { code: 0, signal: null }, child.stderr);
+  },
+);
+
+// ---------------------------------------------------------------------------------------------
+// timerFd
+
+/** How many times a timerfd expired since it was last read: its 8-byte little-endian counter. */
+function readExpirations(fd: number): bigint {
+  const counter = Buffer.alloc(8);
+  assert.equal(fs.readSync(fd, counter), 8);
+  return counter.readBigUInt64LE();
+}
+
+/** What is left of a timerfd's time, in ms, from /proc/self/fdinfo. */
+function timeLeft(fd: number): number {
+  const info = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+  const value = /^it_value: \((\d+), (\d+)\)$/m.exec(info);
+  assert.ok(value, `no it_value line in fdinfo of ${fd}: ${info}`);
+  return Number(value[1]) * 1e3 + Number(value[2]) / 1e6;
+}
+
+describe('timerFd', () => {
+  test('is a one-shot CLOCK_MONOTONIC timerfd, non-blocking and close-on-exec', TIMEOUT, (t) => {
+    const res = new Resources(t);
+    const before = openFdCount();
+    const fd = res.fd(native.timerFd(10_000));
+    assert.equal(openFdCount(), before + 1);
+    assert.equal(fdTarget(fd), 'anon_inode:[timerfd]');
+    assert.equal(hasCloexec(fd), true);
+    assert.equal(fdFlags(fd) & O_NONBLOCK, O_NONBLOCK);
+    const info = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+    assert.match(info, /^clockid: 1$/m, 'not CLOCK_MONOTONIC');
+    assert.match(info, /^it_interval: \(0, 0\)$/m, 'not one-shot');
+    const left = timeLeft(fd);
+    assert.ok(left > 9_000 && left <= 10_000, `${left} ms left of 10 s`);
+    // Not expired yet, and non-blocking: reading fails at once instead of waiting.
+    assert.throws(() => fs.readSync(fd, Buffer.alloc(8)), { code: 'EAGAIN' });
+
+    // The longest wait allowed, 1e12 ms, fits the timespec without overflowing.
+    const longest = res.fd(native.timerFd(1e12));
+    assert.ok(timeLeft(longest) > 1e12 - 60_000, `${timeLeft(longest)} ms left of 1e12`);
+    res.close(longest);
+    res.close(fd);
+    assert.equal(openFdCount(), before);
+  });
+
+  test('becomes readable once its time has passed, and only once', TIMEOUT, async (t) => {
+    const res = new Resources(t);
+    const before = openFdCount();
+    const start = performance.now();
+    const fd = res.fd(native.timerFd(30));
+    const fired = await nextEvent(res, fd, READABLE);
+    const elapsed = performance.now() - start;
+    assert.deepEqual(fired, { err: null, events: READABLE });
+    assert.ok(elapsed >= 25, `a 30 ms timer fired after ${elapsed.toFixed(1)} ms`);
+    assert.equal(readExpirations(fd), 1n);
+    assert.throws(() => fs.readSync(fd, Buffer.alloc(8)), { code: 'EAGAIN' });
+    res.close(fd);
+    assert.equal(openFdCount(), before);
+  });
+
+  test('0 ms and a fraction of a millisecond fire at once', TIMEOUT, async (t) => {
+    // A zero it_value would disarm a timerfd, which would then never fire.
+    const res = new Resources(t);
+    for (const ms of [0, 0.25, 1e-9]) {
+      const fd = res.fd(native.timerFd(ms));
+      assert.deepEqual(await nextEvent(res, fd, READABLE), { err: null, events: READABLE });
+      assert.equal(readExpirations(fd), 1n, `timerFd(${ms})`);
+      res.close(fd);
+    }
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -490,6 +635,298 @@ test('recv reports end of stream as 0 bytes', TIMEOUT, (t) => {
   });
 });
 
+/** Splits what recvEach returned into its messages: [bytes, fdCount, ...fds] each. */
+function eachMessage(flat: number[]): { bytes: number; count: number; fds: number[] }[] {
+  const messages = [];
+  for (let i = 0; i < flat.length;) {
+    const [bytes, count] = [flat[i]!, flat[i + 1]!];
+    assert.ok(count >= -1, `bad fd count ${count} in ${JSON.stringify(flat)}`);
+    const fds = flat.slice(i + 2, i + 2 + Math.max(count, 0));
+    assert.equal(fds.length, Math.max(count, 0), `short message in ${JSON.stringify(flat)}`);
+    messages.push({ bytes, count, fds });
+    i += 2 + fds.length;
+  }
+  return messages;
+}
+
+/** Files in the test's directory, open for writing, each sent as a descriptor. */
+function openFiles(res: Resources, count: number): number[] {
+  return Array.from({ length: count }, (_, i) => res.fd(fs.openSync(res.path(`file-${i}`), 'w')));
+}
+
+/** The same open file: same device and inode. */
+function sameFile(a: number, b: number): boolean {
+  const [x, y] = [fs.fstatSync(a), fs.fstatSync(b)];
+  return x.dev === y.dev && x.ino === y.ino;
+}
+
+/**
+ * The receiving end of a pair with two one-descriptor messages queued, then a pending ECONNRESET:
+ * the peer closed with unread data.
+ */
+function resetAfterTwo(res: Resources, file: number): number {
+  const { client, server } = res.pair();
+  native.send(client, Buffer.from('a'), file);
+  native.send(client, Buffer.from('b'), file);
+  native.send(server, Buffer.from('unread'), -1);
+  res.close(client);
+  return server;
+}
+
+describe('recvEach', () => {
+  test('reads a burst of one-descriptor messages in one call, in order', TIMEOUT, (t) => {
+    const res = new Resources(t);
+    const { client, server } = res.pair();
+    const files = openFiles(res, 3);
+    const tcp = res.fd(native.inetListen('127.0.0.1', 0, 4, 8, {}));
+    const sent = [files[0]!, tcp, files[1]!, files[2]!];
+    const before = openFdCount();
+    sent.forEach((fd, i) => {
+      const text = String(i + 1).repeat(i + 1); // '1', '22', '333', '4444'
+      assert.equal(native.send(client, Buffer.from(text), fd), text.length);
+    });
+
+    const buf = Buffer.alloc(64);
+    const flat = native.recvEach(server, buf, 16)!;
+    const messages = eachMessage(flat);
+    assert.deepEqual(
+      messages.map(({ bytes, count }) => [bytes, count]),
+      [
+        [1, 1],
+        [2, 1],
+        [3, 1],
+        [4, 1],
+      ],
+    );
+    // Each message was read into the buffer from its start: the last one is what is left there.
+    assert.equal(buf.toString('utf8', 0, 4), '4444');
+    const received = messages.map(({ fds }) => fds[0]!);
+    assert.equal(openFdCount(), before + 4);
+    assert.equal(new Set([...received, ...sent]).size, 8, 'every received fd is a new one');
+    for (const [i, fd] of received.entries()) {
+      assert.equal(hasCloexec(fd), true, `fd ${fd} lacks FD_CLOEXEC`);
+      assert.equal(fdTarget(fd), fdTarget(sent[i]!));
+      assert.ok(sameFile(fd, sent[i]!), `message ${i} carried the wrong file`);
+    }
+    assert.deepEqual(native.socketInfo(received[1]!), native.socketInfo(tcp));
+    // A received file writes to the sent file.
+    fs.writeSync(received[0]!, 'via the received fd');
+    assert.equal(fs.readFileSync(res.path('file-0'), 'utf8'), 'via the received fd');
+
+    assert.equal(native.recvEach(server, buf, 16), null);
+    for (const fd of received) native.close(fd);
+    assert.equal(openFdCount(), before);
+  });
+
+  test('reads at most max messages; the rest waits for the next call', TIMEOUT, (t) => {
+    const res = new Resources(t);
+    const { client, server } = res.pair();
+    const [file] = openFiles(res, 1);
+    const before = openFdCount();
+    for (let i = 1; i <= 5; i++) native.send(client, Buffer.alloc(i, 'x'), file!);
+    const buf = Buffer.alloc(16);
+    const calls = [2, 2, 2, 1].map((max) => eachMessage(native.recvEach(server, buf, max) ?? []));
+    assert.deepEqual(
+      calls.map((messages) => messages.map(({ bytes, count }) => [bytes, count])),
+      [
+        [
+          [1, 1],
+          [2, 1],
+        ],
+        [
+          [3, 1],
+          [4, 1],
+        ],
+        [[5, 1]],
+        [],
+      ],
+    );
+    const received = calls.flat().flatMap(({ fds }) => fds);
+    assert.equal(new Set(received).size, 5);
+    assert.ok(received.every((fd) => sameFile(fd, file!) && hasCloexec(fd)));
+    for (const fd of received) native.close(fd);
+    assert.equal(openFdCount(), before);
+  });
+
+  test('returns null when nothing is queued', TIMEOUT, (t) => {
+    const res = new Resources(t);
+    const { client, server } = res.pair();
+    assert.equal(native.recvEach(server, Buffer.alloc(8), 1), null);
+    assert.equal(native.recvEach(client, Buffer.alloc(8), 100), null);
+  });
+
+  test(
+    'stops after a message without descriptors, and reports the end of stream as [0, 0]',
+    TIMEOUT,
+    (t) => {
+      const res = new Resources(t);
+      const { client, server } = res.pair();
+      const [file] = openFiles(res, 1);
+      const before = openFdCount();
+      native.send(client, Buffer.from('a'), file!);
+      native.send(client, Buffer.from('bb'), file!);
+      native.send(client, Buffer.from('ccc'), -1);
+      res.close(client);
+      const buf = Buffer.alloc(16);
+      const messages = eachMessage(native.recvEach(server, buf, 10)!);
+      assert.deepEqual(
+        messages.map(({ bytes, count }) => [bytes, count]),
+        [
+          [1, 1],
+          [2, 1],
+          [3, 0],
+        ],
+      );
+      assert.equal(buf.toString('utf8', 0, 3), 'ccc');
+      // Stopped before the end of stream, which the next call finds, and the one after it too.
+      assert.deepEqual(native.recvEach(server, buf, 10), [0, 0]);
+      assert.deepEqual(native.recvEach(server, buf, 10), [0, 0]);
+      for (const { fds } of messages) fds.forEach((fd) => native.close(fd));
+      assert.equal(openFdCount(), before - 1); // the client
+    },
+  );
+
+  test('a one-descriptor message then the end of stream, in one call', TIMEOUT, (t) => {
+    const res = new Resources(t);
+    const { client, server } = res.pair();
+    const [file] = openFiles(res, 1);
+    native.send(client, Buffer.from('last'), file!);
+    res.close(client);
+    const flat = native.recvEach(server, Buffer.alloc(8), 10)!;
+    assert.equal(flat.length, 5);
+    const received = res.fd(flat[2]!);
+    assert.deepEqual(flat, [4, 1, received, 0, 0]);
+    assert.ok(sameFile(received, file!));
+  });
+
+  test('stops after a message with two descriptors', TIMEOUT, async (t) => {
+    const res = new Resources(t);
+    const socketPath = res.path('two.sock');
+    const peer = new Child(t, 'python3', ['-c', PY_SEND_FDS, socketPath, '2']);
+    assert.equal(await peer.line(), 'listening');
+    const fd = res.fd(native.unixConnect(socketPath));
+    assert.equal(await peer.line(), 'sent');
+    await peer.exited; // the end of stream is queued behind the message
+    const buf = Buffer.alloc(16);
+    const flat = native.recvEach(fd, buf, 10)!;
+    assert.equal(flat.length, 4, JSON.stringify(flat));
+    const fds = flat.slice(2).map((received) => res.fd(received));
+    assert.deepEqual(flat, [3, 2, ...fds]);
+    assert.equal(buf.toString('utf8', 0, 3), 'fds');
+    assert.notEqual(fds[0], fds[1]);
+    assert.ok(fds.every((received) => fdTarget(received) === '/dev/null' && hasCloexec(received)));
+    assert.deepEqual(native.recvEach(fd, buf, 10), [0, 0]);
+  });
+
+  test(
+    'a truncated message (MSG_CTRUNC) counts -1 and its descriptors are closed',
+    TIMEOUT,
+    async (t) => {
+      // As for recv: room for one descriptor in the fd table, three sent.
+      const res = new Resources(t);
+      const socketPath = res.path('ctrunc.sock');
+      const peer = new Child(t, 'python3', ['-c', PY_SEND_FDS, socketPath, '3']);
+      assert.equal(await peer.line(), 'listening');
+      const receiver = `
+    const a = require(process.argv[1]);
+    const fs = require('fs');
+    const fd = a.unixConnect(process.argv[2]);
+    const count = () => fs.readdirSync('/proc/self/fd').length;
+    const before = count();
+    const fillers = [];
+    try { for (;;) fillers.push(fs.openSync('/dev/null', 'r')); }
+    catch (e) { if (e.code !== 'EMFILE') throw e; }
+    fs.closeSync(fillers.pop());
+    const poller = new a.Poller(fd, () => {
+      const result = a.recvEach(fd, Buffer.alloc(16), 10);
+      poller.close();
+      for (const filler of fillers) fs.closeSync(filler);
+      console.log(JSON.stringify({ result, leaked: count() - before }));
+      a.close(fd);
+    });
+    poller.start(1);`;
+      const child = new Child(t, 'sh', [
+        '-c',
+        'ulimit -n 64 && exec "$0" "$@"',
+        process.execPath,
+        '-e',
+        receiver,
+        ADDON,
+        socketPath,
+      ]);
+      assert.deepEqual(JSON.parse(await child.line()), { result: [3, -1], leaked: 0 });
+      assert.equal((await child.exited).code, 0, child.stderr);
+    },
+  );
+
+  test('a socket error: thrown when nothing was read, else by the next call', TIMEOUT, (t) => {
+    const res = new Resources(t);
+    const [file, notSocket] = openFiles(res, 2);
+    const buf = Buffer.alloc(8);
+    assert.throws(() => native.recvEach(BAD_FD, buf, 1), {
+      name: 'Error',
+      message: 'recvmsg EBADF',
+      code: 'EBADF',
+      errno: errnoOf('EBADF'),
+      syscall: 'recvmsg',
+    });
+    assert.throws(() => native.recvEach(notSocket!, buf, 1), {
+      code: 'ENOTSOCK',
+      syscall: 'recvmsg',
+    });
+
+    // With max 2 the call stops before meeting the error; the next one throws it.
+    const reset = resetAfterTwo(res, file!);
+    const flat = native.recvEach(reset, buf, 2)!;
+    assert.equal(flat.length, 6, JSON.stringify(flat));
+    const fds = [flat[2]!, flat[5]!].map((fd) => res.fd(fd));
+    assert.deepEqual(flat, [1, 1, fds[0], 1, 1, fds[1]]);
+    assert.throws(() => native.recvEach(reset, buf, 10), {
+      message: 'recvmsg ECONNRESET',
+      code: 'ECONNRESET',
+      errno: errnoOf('ECONNRESET'),
+      syscall: 'recvmsg',
+    });
+    assert.deepEqual(native.recvEach(reset, buf, 10), [0, 0]);
+  });
+
+  test(
+    'a reset met after reading messages ends the batch and reads as the end of stream',
+    TIMEOUT,
+    (t) => {
+      const res = new Resources(t);
+      const [file] = openFiles(res, 1);
+      const reset = resetAfterTwo(res, file!);
+      const buf = Buffer.alloc(8);
+      const messages = eachMessage(native.recvEach(reset, buf, 10)!);
+      messages.forEach(({ fds }) => fds.forEach((fd) => res.fd(fd)));
+      assert.deepEqual(
+        messages.map(({ bytes, count }) => [bytes, count]),
+        [
+          [1, 1],
+          [1, 1],
+        ],
+      );
+      // The kernel clears a pending socket error (sk_err) when recvmsg reports it: the loop met
+      // it after the two messages, so what is left is the end of stream.
+      assert.deepEqual(native.recvEach(reset, buf, 10), [0, 0]);
+    },
+  );
+
+  test('refuses an empty buffer without reading', TIMEOUT, (t) => {
+    const res = new Resources(t);
+    const { client, server } = res.pair();
+    native.send(client, Buffer.from('x'), -1);
+    for (const empty of [Buffer.alloc(0), new Uint8Array(0), Buffer.alloc(8).subarray(8)]) {
+      assert.throws(() => native.recvEach(server, empty, 1), {
+        name: 'RangeError',
+        code: 'ERR_OUT_OF_RANGE',
+      });
+    }
+    assert.deepEqual(native.recvEach(server, Buffer.alloc(8), 1), [1, 0]);
+  });
+});
+
 test('peerCredentials names the process at the other end', TIMEOUT, (t) => {
   const res = new Resources(t);
   const { client, server } = res.pair();
@@ -648,6 +1085,287 @@ test('sendDatagram reaches a path socket and an abstract one', TIMEOUT, async (t
 });
 
 // ---------------------------------------------------------------------------------------------
+// Files: mkdir, stat, fstat, open, chmod, fchmod, pread, pwrite, ftruncate
+
+/** The process's umask, read without changing it. */
+function currentUmask(): number {
+  const umask = /^Umask:\s+([0-7]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  assert.ok(umask, 'no Umask line in /proc/self/status');
+  return parseInt(umask[1]!, 8);
+}
+
+/** The permission bits of `target`, setuid, setgid and sticky included. */
+function permissions(target: string): number {
+  return fs.statSync(target).mode & 0o7777;
+}
+
+/** The fields of fs.Stats that native.stat and native.fstat return. */
+function statusOf({ mode, uid, size, ino, dev }: fs.Stats): FileStatus {
+  return { mode, uid, size, ino, dev };
+}
+
+describe('files', () => {
+  test(
+    'mkdir: true when created, false when the name exists, errors with the path',
+    TIMEOUT,
+    (t) => {
+      const res = new Resources(t);
+      const before = openFdCount();
+      const dir = res.path('dir');
+      assert.equal(native.mkdir(dir, 0o777), true);
+      assert.ok(fs.statSync(dir).isDirectory());
+      assert.equal(permissions(dir), 0o777 & ~currentUmask());
+      const owned = res.path('owned');
+      assert.equal(native.mkdir(owned, 0o700), true);
+      assert.equal(permissions(owned), 0o700);
+
+      // Something by that name already, a directory or a file: left as it is.
+      fs.chmodSync(dir, 0o711);
+      assert.equal(native.mkdir(dir, 0o700), false);
+      assert.equal(permissions(dir), 0o711);
+      const file = res.path('file');
+      fs.writeFileSync(file, 'contents');
+      assert.equal(native.mkdir(file, 0o700), false);
+      assert.equal(fs.readFileSync(file, 'utf8'), 'contents');
+
+      const orphan = res.path('missing/child');
+      assert.throws(() => native.mkdir(orphan, 0o700), {
+        name: 'Error',
+        message: `mkdir ENOENT ${orphan}`,
+        code: 'ENOENT',
+        errno: errnoOf('ENOENT'),
+        syscall: 'mkdir',
+        path: orphan,
+      });
+      assert.equal(fs.existsSync(res.path('missing')), false);
+      const underFile = path.join(file, 'child');
+      assert.throws(() => native.mkdir(underFile, 0o700), {
+        message: `mkdir ENOTDIR ${underFile}`,
+        code: 'ENOTDIR',
+        errno: errnoOf('ENOTDIR'),
+        syscall: 'mkdir',
+        path: underFile,
+      });
+      assert.equal(openFdCount(), before);
+    },
+  );
+
+  test('stat and fstat give the fields of fs.statSync and fs.fstatSync', TIMEOUT, (t) => {
+    const res = new Resources(t);
+    const file = res.path('file');
+    fs.writeFileSync(file, 'twelve bytes');
+    fs.chmodSync(file, 0o640);
+    const link = res.path('link');
+    fs.symlinkSync(file, link);
+    const fd = res.fd(fs.openSync(file, 'r'));
+    const before = openFdCount();
+
+    const expected = statusOf(fs.statSync(file));
+    assert.equal(expected.size, 12);
+    assert.deepEqual(native.stat(file), expected);
+    assert.deepEqual(native.stat(link), expected, 'stat follows a symbolic link');
+    assert.deepEqual(native.fstat(fd), statusOf(fs.fstatSync(fd)));
+    assert.deepEqual(native.fstat(fd), expected);
+    assert.equal(native.stat(file).mode, 0o100640); // S_IFREG | 0640
+    assert.deepEqual(native.stat(res.dir), statusOf(fs.statSync(res.dir)));
+    assert.equal(native.stat(res.dir).mode & 0o170000, 0o040000); // S_IFDIR
+    const { client } = res.pair();
+    assert.deepEqual(native.fstat(client), statusOf(fs.fstatSync(client)));
+
+    // Sizes follow the file.
+    fs.appendFileSync(file, '!');
+    assert.equal(native.fstat(fd).size, 13);
+    assert.equal(native.stat(file).size, 13);
+
+    const missing = res.path('missing');
+    assert.throws(() => native.stat(missing), {
+      name: 'Error',
+      message: `stat ENOENT ${missing}`,
+      code: 'ENOENT',
+      errno: errnoOf('ENOENT'),
+      syscall: 'stat',
+      path: missing,
+    });
+    assert.throws(() => native.stat(path.join(file, 'child')), {
+      code: 'ENOTDIR',
+      syscall: 'stat',
+      path: path.join(file, 'child'),
+    });
+    assert.equal(openFdCount(), before + 3); // the pair
+  });
+
+  test('open adds close-on-exec and creates with the mode; errors carry the path', TIMEOUT, (t) => {
+    const res = new Resources(t);
+    const { O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC } = fs.constants;
+    const before = openFdCount();
+    const file = res.path('created');
+    const fd = res.fd(native.open(file, O_RDWR | O_CREAT, 0o640));
+    assert.equal(openFdCount(), before + 1);
+    assert.equal(hasCloexec(fd), true);
+    assert.equal(fdTarget(fd), file);
+    assert.ok(fs.statSync(file).isFile());
+    assert.equal(permissions(file), 0o640 & ~currentUmask());
+    assert.equal(fs.writeSync(fd, 'written'), 7);
+    assert.equal(fs.readFileSync(file, 'utf8'), 'written');
+
+    // An existing file: O_CREAT without O_EXCL opens it, and its mode stays.
+    const again = res.fd(native.open(file, O_RDWR | O_CREAT, 0o600));
+    assert.equal(hasCloexec(again), true);
+    assert.equal(permissions(file), 0o640 & ~currentUmask());
+    // The access mode is the one asked for.
+    const reader = res.fd(native.open(file, O_RDONLY, 0));
+    assert.equal(hasCloexec(reader), true);
+    assert.equal(fdFlags(reader) & 3, O_RDONLY);
+    assert.throws(() => fs.writeSync(reader, 'x'), { code: 'EBADF' });
+    const writer = res.fd(native.open(file, O_WRONLY | O_TRUNC, 0));
+    assert.equal(fdFlags(writer) & 3, O_WRONLY);
+    assert.equal(fs.statSync(file).size, 0, 'O_TRUNC emptied the file');
+    for (const opened of [fd, again, reader, writer]) res.close(opened);
+    assert.equal(openFdCount(), before);
+
+    throwsWithoutLeak(() => native.open(file, O_RDWR | O_CREAT | O_EXCL, 0o600), {
+      name: 'Error',
+      message: `open EEXIST ${file}`,
+      code: 'EEXIST',
+      errno: errnoOf('EEXIST'),
+      syscall: 'open',
+      path: file,
+    });
+    const missing = res.path('missing');
+    throwsWithoutLeak(() => native.open(missing, O_RDONLY, 0), {
+      name: 'Error',
+      message: `open ENOENT ${missing}`,
+      code: 'ENOENT',
+      errno: errnoOf('ENOENT'),
+      syscall: 'open',
+      path: missing,
+    });
+    assert.equal(fs.existsSync(missing), false);
+    throwsWithoutLeak(() => native.open(res.dir, O_RDWR, 0), {
+      code: 'EISDIR',
+      syscall: 'open',
+      path: res.dir,
+    });
+    // O_CREAT | O_EXCL makes a new file with exactly the mode (less the umask).
+    const exclusive = res.path('exclusive');
+    res.close(res.fd(native.open(exclusive, O_WRONLY | O_CREAT | O_EXCL, 0o600)));
+    assert.equal(permissions(exclusive), 0o600 & ~currentUmask());
+    assert.equal(openFdCount(), before);
+  });
+
+  test('chmod and fchmod set the mode, with no umask applied', TIMEOUT, (t) => {
+    const res = new Resources(t);
+    const file = res.path('file');
+    fs.writeFileSync(file, '', { mode: 0o600 });
+    const fd = res.fd(fs.openSync(file, 'r'));
+    const before = openFdCount();
+    for (const mode of [0o777, 0o4750, 0o640, 0]) {
+      native.chmod(file, mode);
+      assert.equal(permissions(file), mode, `chmod ${mode.toString(8)}`);
+    }
+    for (const mode of [0o666, 0o2710, 0o600]) {
+      native.fchmod(fd, mode);
+      assert.equal(permissions(file), mode, `fchmod ${mode.toString(8)}`);
+      assert.equal(native.fstat(fd).mode, 0o100000 | mode);
+    }
+    const dir = res.path('dir');
+    fs.mkdirSync(dir, { mode: 0o700 });
+    native.chmod(dir, 0o1777);
+    assert.equal(permissions(dir), 0o1777);
+    assert.ok(fs.statSync(dir).isDirectory());
+
+    const missing = res.path('missing');
+    assert.throws(() => native.chmod(missing, 0o600), {
+      name: 'Error',
+      message: `chmod ENOENT ${missing}`,
+      code: 'ENOENT',
+      errno: errnoOf('ENOENT'),
+      syscall: 'chmod',
+      path: missing,
+    });
+    assert.equal(openFdCount(), before);
+  });
+
+  test('pread and pwrite at a position leave the file offset alone; ftruncate', TIMEOUT, (t) => {
+    const res = new Resources(t);
+    const file = res.path('data');
+    fs.writeFileSync(file, 'hello world');
+    const before = openFdCount();
+    const fd = res.fd(native.open(file, fs.constants.O_RDWR, 0));
+
+    const word = Buffer.alloc(5);
+    assert.equal(native.pread(fd, word, 6), 5);
+    assert.equal(word.toString(), 'world');
+    // Short at the end of the file, then 0 at it and beyond it.
+    const wide = Buffer.alloc(8, '.');
+    assert.equal(native.pread(fd, wide, 8), 3);
+    assert.equal(wide.toString(), 'rld.....');
+    assert.equal(native.pread(fd, wide, 11), 0);
+    assert.equal(native.pread(fd, wide, 1000), 0);
+    assert.equal(wide.toString(), 'rld.....');
+    // Into the end of a buffer through a subarray, as the coordination directory reads.
+    const whole = Buffer.alloc(11, '-');
+    assert.equal(native.pread(fd, whole.subarray(6), 6), 5);
+    assert.equal(whole.toString(), '------world');
+    const plain = new Uint8Array(2);
+    assert.equal(native.pread(fd, plain, 0), 2);
+    assert.deepEqual([...plain], [...Buffer.from('he')]);
+    assert.equal(native.pread(fd, Buffer.alloc(0), 0), 0);
+
+    assert.equal(native.pwrite(fd, Buffer.from('J'), 0), 1);
+    assert.equal(native.pwrite(fd, Buffer.from('WORLD!'), 6), 6);
+    assert.equal(fs.readFileSync(file, 'utf8'), 'Jello WORLD!');
+    // Past the end: a hole of zeros before the data.
+    assert.equal(native.pwrite(fd, new Uint8Array([0x7a]), 14), 1);
+    assert.deepEqual(fs.readFileSync(file), Buffer.from('Jello WORLD!\0\0z'));
+    assert.equal(native.pwrite(fd, Buffer.alloc(0), 0), 0);
+    // Neither call moved the file offset: a plain read still starts at 0.
+    const head = Buffer.alloc(5);
+    assert.equal(fs.readSync(fd, head, 0, 5, null), 5);
+    assert.equal(head.toString(), 'Jello');
+
+    native.ftruncate(fd, 5);
+    assert.equal(native.fstat(fd).size, 5);
+    assert.equal(fs.readFileSync(file, 'utf8'), 'Jello');
+    native.ftruncate(fd, 8);
+    assert.deepEqual(fs.readFileSync(file), Buffer.from('Jello\0\0\0'));
+    native.ftruncate(fd, 0);
+    assert.equal(native.fstat(fd).size, 0);
+    assert.equal(native.pread(fd, word, 0), 0);
+
+    // The kernel's refusals, as Node reports them for fs.readSync and fs.writeSync.
+    const reader = res.fd(native.open(file, fs.constants.O_RDONLY, 0));
+    assert.throws(() => native.pwrite(reader, Buffer.from('x'), 0), {
+      name: 'Error',
+      message: 'write EBADF',
+      code: 'EBADF',
+      errno: errnoOf('EBADF'),
+      syscall: 'write',
+    });
+    assert.throws(() => native.ftruncate(reader, 0), {
+      message: 'ftruncate EINVAL',
+      code: 'EINVAL',
+      errno: errnoOf('EINVAL'),
+      syscall: 'ftruncate',
+    });
+    const writer = res.fd(native.open(file, fs.constants.O_WRONLY, 0));
+    assert.throws(() => native.pread(writer, word, 0), {
+      message: 'read EBADF',
+      code: 'EBADF',
+      errno: errnoOf('EBADF'),
+      syscall: 'read',
+    });
+    const directory = res.fd(native.open(res.dir, fs.constants.O_RDONLY, 0));
+    assert.throws(() => native.pread(directory, word, 0), { code: 'EISDIR', syscall: 'read' });
+    const { client } = res.pair();
+    assert.throws(() => native.pread(client, word, 0), { code: 'ESPIPE', syscall: 'read' });
+    assert.throws(() => native.pwrite(client, word, 0), { code: 'ESPIPE', syscall: 'write' });
+    for (const opened of [fd, reader, writer, directory]) res.close(opened);
+    assert.equal(openFdCount(), before + 3); // the pair
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
 // Errors
 
 test('syscall errors look like Node errors', TIMEOUT, (t) => {
@@ -708,6 +1426,11 @@ test('syscall errors look like Node errors', TIMEOUT, (t) => {
   assert.throws(() => native.send(BAD_FD, Buffer.from('x'), -1), ebadf('sendmsg'));
   assert.throws(() => native.recv(BAD_FD, Buffer.alloc(1), 0, 1), ebadf('recvmsg'));
   assert.throws(() => native.peerCredentials(BAD_FD), ebadf('getsockopt'));
+  assert.throws(() => native.fstat(BAD_FD), ebadf('fstat'));
+  assert.throws(() => native.fchmod(BAD_FD, 0o600), ebadf('fchmod'));
+  assert.throws(() => native.pread(BAD_FD, Buffer.alloc(1), 0), ebadf('read'));
+  assert.throws(() => native.pwrite(BAD_FD, Buffer.from('x'), 0), ebadf('write'));
+  assert.throws(() => native.ftruncate(BAD_FD, 0), ebadf('ftruncate'));
 
   assert.throws(() => native.inetListen('not-an-ip', 0, 4, 1, {}), {
     code: 'EINVAL',
@@ -737,12 +1460,86 @@ test('bad arguments throw TypeError or RangeError with Node codes', TIMEOUT, (t)
   assert.throws(() => native.recv(client, Buffer.alloc(4), 2, 3), rangeError);
   assert.throws(() => native.recv(client, Buffer.alloc(4), 5, 1), rangeError);
   assert.throws(() => native.recv(client, Buffer.alloc(4), 0, 0), rangeError);
+  assert.throws(() => untyped.recvEach!(client, 'text', 1), typeError);
+  assert.throws(() => untyped.recvEach!(client, Buffer.alloc(4), '1'), typeError);
+  assert.throws(() => untyped.recvEach!(client, Buffer.alloc(4)), typeError);
+  for (const max of [0, -1, 1.5, NaN, 2 ** 31]) {
+    assert.throws(() => native.recvEach(client, Buffer.alloc(4), max), rangeError);
+  }
+  assert.throws(() => native.recvEach(-1, Buffer.alloc(4), 1), rangeError);
+  assert.throws(() => untyped.growFdTable!('4095'), typeError);
+  assert.throws(() => untyped.growFdTable!(), typeError);
+  for (const highest of [-1, 1.5, NaN, Infinity, 2 ** 31]) {
+    assert.throws(() => native.growFdTable(highest), rangeError);
+  }
   assert.throws(() => native.inetListen('127.0.0.1', 65536, 4, 1, {}), rangeError);
   assert.throws(() => native.inetListen('127.0.0.1', 0, 5 as 4, 1, {}), rangeError);
   assert.throws(() => native.unixConnect(res.path('a\0b')), {
     name: 'TypeError',
     code: 'ERR_INVALID_ARG_VALUE',
   });
+
+  // timerFd: a number of milliseconds, 0 and up.
+  assert.throws(() => untyped.timerFd!('30'), typeError);
+  assert.throws(() => untyped.timerFd!(), typeError);
+  assert.throws(() => untyped.timerFd!(30n), typeError);
+  for (const ms of [-1, -1e-9, NaN, -Infinity, Infinity]) {
+    assert.throws(() => native.timerFd(ms), rangeError);
+  }
+
+  // The file calls.
+  const before = openFdCount();
+  const file = res.fd(fs.openSync(res.path('file'), 'w+'));
+  const { O_RDWR, O_CREAT } = fs.constants;
+  const pathCalls = [
+    (target: unknown) => untyped.mkdir!(target, 0o700),
+    (target: unknown) => untyped.stat!(target),
+    (target: unknown) => untyped.open!(target, O_RDWR | O_CREAT, 0o600),
+    (target: unknown) => untyped.chmod!(target, 0o600),
+  ];
+  for (const call of pathCalls) {
+    assert.throws(() => call(42), typeError);
+    assert.throws(() => call(undefined), typeError);
+    assert.throws(() => call(Buffer.from(res.path('buffer'))), typeError);
+    // The kernel would cut the path at the NUL and make 'a'.
+    assert.throws(() => call(res.path('a\0b')), {
+      name: 'TypeError',
+      code: 'ERR_INVALID_ARG_VALUE',
+      message: "The argument 'path' must not contain null bytes",
+    });
+  }
+  for (const mode of [-1, 0o10000, 1.5, NaN]) {
+    assert.throws(() => native.mkdir(res.path('bad-mode'), mode), rangeError);
+    assert.throws(() => native.open(res.path('bad-mode'), O_RDWR | O_CREAT, mode), rangeError);
+    assert.throws(() => native.chmod(res.path('file'), mode), rangeError);
+    assert.throws(() => native.fchmod(file, mode), rangeError);
+  }
+  assert.throws(() => untyped.mkdir!(res.path('bad-mode'), '700'), typeError);
+  assert.throws(() => untyped.open!(res.path('bad-mode'), O_RDWR | O_CREAT), typeError);
+  assert.throws(() => untyped.open!(res.path('bad-mode'), String(O_RDWR), 0), typeError);
+  assert.throws(() => native.open(res.path('bad-mode'), -1, 0o600), rangeError);
+  assert.throws(() => untyped.fchmod!(file, '600'), typeError);
+  // Nothing was made or changed.
+  const made = fs.readdirSync(res.dir).filter((name) => !name.endsWith('.sock'));
+  assert.deepEqual(made, ['file']);
+  assert.equal(permissions(res.path('file')), 0o666 & ~currentUmask());
+
+  assert.throws(() => untyped.fstat!(String(file)), typeError);
+  assert.throws(() => native.fstat(-1), rangeError);
+  assert.throws(() => untyped.pread!(file, 'text', 0), typeError);
+  assert.throws(() => untyped.pread!(file, new Uint16Array(2), 0), typeError);
+  assert.throws(() => untyped.pwrite!(file, 'text', 0), typeError);
+  assert.throws(() => untyped.pread!(file, Buffer.alloc(1), '0'), typeError);
+  assert.throws(() => untyped.pwrite!(file, Buffer.alloc(1)), typeError);
+  assert.throws(() => untyped.ftruncate!(file, '0'), typeError);
+  for (const position of [-1, 1.5, NaN, -Infinity]) {
+    assert.throws(() => native.pread(file, Buffer.alloc(1), position), rangeError);
+    assert.throws(() => native.pwrite(file, Buffer.from('x'), position), rangeError);
+    assert.throws(() => native.ftruncate(file, position), rangeError);
+  }
+  assert.equal(fs.fstatSync(file).size, 0, 'nothing was written');
+  res.close(file);
+  assert.equal(openFdCount(), before);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -1004,6 +1801,130 @@ describe('Poller', () => {
       assert.deepEqual(await child.exited, { code: 0, signal: null }, child.stderr);
     },
   );
+});
+
+// ---------------------------------------------------------------------------------------------
+// Deadline: its timer is a timerFd watched by an unref'd Poller
+
+/** Keeps the process alive until the test ends: a Deadline's timer alone does not. */
+function keepAlive(t: TestContext): void {
+  const interval = setInterval(() => {}, 1_000);
+  t.after(() => clearInterval(interval));
+}
+
+/** The reason `deadline` fires with. */
+function firing(deadline: Deadline): Promise<TablerollError> {
+  return new Promise((resolve) => {
+    deadline.onFire(resolve);
+  });
+}
+
+/** Waits well past a 30 ms deadline on a timer of Node's own. */
+function pastItsTime(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 100));
+}
+
+describe('Deadline', () => {
+  test('times out with ERR_TABLEROLL_TIMEOUT and closes its timer fd', TIMEOUT, async (t) => {
+    keepAlive(t);
+    const before = openFdCount();
+    const start = performance.now();
+    const deadline = new Deadline(30, 'x');
+    t.after(() => deadline.dispose());
+    assert.equal(openFdCount(), before + 1, 'one timerfd');
+    assert.equal(deadline.reason, undefined);
+    deadline.throwIfFired();
+
+    const reason = await firing(deadline);
+    const elapsed = performance.now() - start;
+    assert.ok(elapsed >= 25, `a 30 ms deadline fired after ${elapsed.toFixed(1)} ms`);
+    assert.ok(reason instanceof TablerollError);
+    assert.equal(reason.code, 'ERR_TABLEROLL_TIMEOUT');
+    assert.equal(reason.message, 'x timed out after 30 ms');
+    assert.equal(deadline.reason, reason);
+    assert.throws(
+      () => deadline.throwIfFired(),
+      (err) => err === reason,
+    );
+    assert.equal(openFdCount(), before);
+  });
+
+  test('dispose before expiry closes the timer fd, and it never fires', TIMEOUT, async () => {
+    const before = openFdCount();
+    const deadline = new Deadline(30, 'x');
+    let fired = 0;
+    deadline.onFire(() => fired++);
+    assert.equal(openFdCount(), before + 1);
+    deadline.dispose();
+    assert.equal(openFdCount(), before);
+    deadline.dispose();
+    await pastItsTime();
+    assert.equal(fired, 0);
+    assert.equal(deadline.reason, undefined);
+    assert.equal(openFdCount(), before);
+  });
+
+  test('fired by hand, it closes the timer fd and keeps the first reason', TIMEOUT, async () => {
+    const before = openFdCount();
+    const deadline = new Deadline(30, 'x');
+    const reasons: TablerollError[] = [];
+    deadline.onFire((reason) => reasons.push(reason));
+    assert.equal(openFdCount(), before + 1);
+    const byHand = new TablerollError(ErrorCodes.STOPPED, 'stopped by hand');
+    deadline.fire(byHand);
+    assert.equal(openFdCount(), before);
+    assert.equal(deadline.reason, byHand);
+    deadline.fire(new TablerollError(ErrorCodes.ABORTED, 'again'));
+    await pastItsTime();
+    assert.deepEqual(reasons, [byHand]);
+    assert.equal(deadline.reason, byHand);
+    deadline.dispose();
+    assert.equal(openFdCount(), before);
+  });
+
+  test(
+    'a timeout reaches the deadlines that follow it and closes their timers',
+    TIMEOUT,
+    async (t) => {
+      keepAlive(t);
+      const before = openFdCount();
+      const parent = new Deadline(30, 'the parent');
+      const child = new Deadline(10_000, 'the child', [parent]);
+      const untimed = new Deadline(Infinity, 'untimed', [child]);
+      t.after(() => [untimed, child, parent].forEach((deadline) => deadline.dispose()));
+      assert.equal(openFdCount(), before + 2);
+      const reason = await firing(untimed);
+      assert.equal(reason.message, 'the parent timed out after 30 ms');
+      assert.equal(child.reason, reason);
+      assert.equal(parent.reason, reason);
+      assert.equal(openFdCount(), before);
+    },
+  );
+
+  test('with no time, or a parent that has fired, it opens no fd', TIMEOUT, () => {
+    const before = openFdCount();
+    const forever = new Deadline(Infinity, 'forever');
+    assert.equal(openFdCount(), before);
+    const stopped = new TablerollError(ErrorCodes.STOPPED, 'stopped');
+    forever.fire(stopped);
+    const late = new Deadline(30, 'late', [forever]);
+    assert.equal(late.reason, stopped);
+    const aborted = new Deadline(30, 'aborted', [AbortSignal.abort()]);
+    assert.equal(aborted.reason?.code, 'ERR_TABLEROLL_ABORTED');
+    assert.equal(openFdCount(), before);
+    for (const deadline of [forever, late, aborted]) deadline.dispose();
+  });
+
+  test('a time beyond what a timerfd takes is accepted and does not fire', TIMEOUT, () => {
+    const before = openFdCount();
+    const far = [1e13, Number.MAX_SAFE_INTEGER, Number.MAX_VALUE].map(
+      (ms) => new Deadline(ms, 'far'),
+    );
+    for (const deadline of far) assert.equal(deadline.reason, undefined);
+    assert.equal(openFdCount(), before + far.length);
+    for (const deadline of far) deadline.dispose();
+    assert.equal(openFdCount(), before);
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
