@@ -3,7 +3,6 @@
 #include <pthread.h>
 #include <algorithm>
 #include <climits>
-#include <cstdint>
 #include <sys/file.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -23,9 +22,7 @@ static Napi::Value Close(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// An optional lowest number for the copy: duplicating to a high number grows the fd table in
-// one step, where receiving many descriptors would grow it several times, each growth waiting
-// for an RCU grace period in a multi-threaded process.
+// An optional lowest number for the copy (F_DUPFD_CLOEXEC takes the lowest free one from it).
 static Napi::Value Dup(const Napi::CallbackInfo& info) {
   int fd, lowest = 0;
   if (!ReadFd(info, 0, &fd)) return {};
@@ -38,30 +35,36 @@ static Napi::Value Dup(const Napi::CallbackInfo& info) {
 // Grows the fd table to hold `highest` on a short-lived thread of its own, and returns at once.
 // In a multi-threaded process every growth waits for an RCU grace period (8 to 17 ms here);
 // started before a burst of incoming descriptors, the wait overlaps with other work, and only a
-// descriptor that needs the bigger table waits for the growth to finish. A raw detached thread
-// with a small stack: cheaper to start than Node's pool work, and nothing to clean up at exit.
+// descriptor that needs the bigger table waits for the growth to finish. The thread copies an
+// fd the caller keeps open to `highest` and closes the copy at once, so no extra descriptor
+// stays open while it waits. Should the caller close that fd first, the copy fails (or copies
+// whatever now has that number, for a moment): either way nothing is left behind. A raw
+// detached thread with a small stack: cheaper to start than Node's pool work, and nothing to
+// clean up at exit.
+struct Growth {
+  int fd;
+  int highest;
+};
+
 static void* GrowInBackground(void* arg) {
-  int highest = static_cast<int>(reinterpret_cast<intptr_t>(arg));
-  int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (fd != -1) {
-    int copy = fcntl(fd, F_DUPFD_CLOEXEC, highest);
-    if (copy != -1) close(copy);
-    close(fd);
-  }
+  auto* growth = static_cast<Growth*>(arg);
+  int copy = fcntl(growth->fd, F_DUPFD_CLOEXEC, growth->highest);
+  if (copy != -1) close(copy);
+  delete growth;
   return nullptr;
 }
 
 static Napi::Value GrowFdTable(const Napi::CallbackInfo& info) {
-  int highest;
-  if (!ReadInt(info, 0, "highest", 0, INT_MAX, &highest)) return {};
+  int fd, highest;
+  if (!ReadFd(info, 0, &fd) || !ReadInt(info, 1, "highest", 0, INT_MAX, &highest)) return {};
   pthread_attr_t attr;
   pthread_t thread;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   pthread_attr_setstacksize(&attr, 64 * 1024);
-  void* arg = reinterpret_cast<void*>(static_cast<intptr_t>(highest));
+  auto* growth = new Growth{fd, highest};
   // Best effort: without a thread the table grows when it must.
-  pthread_create(&thread, &attr, GrowInBackground, arg);
+  if (pthread_create(&thread, &attr, GrowInBackground, growth) != 0) delete growth;
   pthread_attr_destroy(&attr);
   return info.Env().Undefined();
 }

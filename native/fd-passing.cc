@@ -63,6 +63,30 @@ static std::vector<int> ReceivedFds(msghdr* msg) {
   return fds;
 }
 
+// One non-blocking recvmsg into `data`, with room for the most descriptors one message can carry.
+// Returns the bytes (-1 with errno set); `fds` gets the descriptors, and `truncated` tells that
+// some were lost (MSG_CTRUNC), in which case those that arrived are already closed: the message
+// is unusable, and they would leak if nobody saw them.
+static ssize_t ReceiveOne(int fd, uint8_t* data, size_t length, std::vector<int>* fds,
+                          bool* truncated) {
+  iovec iov{data, length};
+  alignas(cmsghdr) char control[CMSG_SPACE(kMaxFds * sizeof(int))];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  ssize_t bytes = RetryOnEintr([&] { return recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); });
+  if (bytes == -1) return -1;
+  *fds = ReceivedFds(&msg);
+  *truncated = (msg.msg_flags & MSG_CTRUNC) != 0;
+  if (*truncated) {
+    for (int received : *fds) close(received);
+    fds->clear();
+  }
+  return bytes;
+}
+
 static Napi::Value Recv(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd, offset, length;
@@ -74,23 +98,10 @@ static Napi::Value Recv(const Napi::CallbackInfo& info) {
       !ReadInt(info, 3, "length", 1, std::min<size_t>(size - offset, INT_MAX), &length)) {
     return {};
   }
-  iovec iov{data + offset, static_cast<size_t>(length)};
-  alignas(cmsghdr) char control[CMSG_SPACE(kMaxFds * sizeof(int))];
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  ssize_t bytes = RetryOnEintr([&] { return recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); });
+  std::vector<int> fds;
+  bool truncated;
+  ssize_t bytes = ReceiveOne(fd, data + offset, length, &fds, &truncated);
   if (bytes == -1) return errno == EAGAIN ? env.Null() : ThrowErrno(env, errno, "recvmsg");
-  std::vector<int> fds = ReceivedFds(&msg);
-  // Descriptors were lost (no room, or our fd table was full): the message is unusable, and
-  // those that did arrive would leak if nobody saw them.
-  bool truncated = (msg.msg_flags & MSG_CTRUNC) != 0;
-  if (truncated) {
-    for (int received : fds) close(received);
-    fds.clear();
-  }
   Napi::Array array = Napi::Array::New(env, fds.size());
   for (size_t i = 0; i < fds.size(); i++) array.Set(i, fds[i]);
   Napi::Object result = Napi::Object::New(env);
@@ -123,23 +134,15 @@ static Napi::Value RecvEach(const Napi::CallbackInfo& info) {
   }
   std::vector<int> out;
   for (int n = 0; n < max; n++) {
-    iovec iov{data, size};
-    alignas(cmsghdr) char control[CMSG_SPACE(kMaxFds * sizeof(int))];
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    ssize_t bytes =
-        RetryOnEintr([&] { return recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); });
+    std::vector<int> fds;
+    bool truncated;
+    ssize_t bytes = ReceiveOne(fd, data, size, &fds, &truncated);
     if (bytes == -1) {
       if (!out.empty()) break;
       return errno == EAGAIN ? env.Null() : ThrowErrno(env, errno, "recvmsg");
     }
-    std::vector<int> fds = ReceivedFds(&msg);
     out.push_back(static_cast<int>(bytes));
-    if ((msg.msg_flags & MSG_CTRUNC) != 0) {
-      for (int received : fds) close(received);
+    if (truncated) {
       out.push_back(-1);
       break;
     }

@@ -17,6 +17,8 @@ import { delay, type Deadline } from './deadline.js';
 import { native, type FileStatus } from './native.js';
 import type { Logger } from './logger.js';
 
+const { S_IFMT, S_IFDIR, S_IFREG } = fs.constants;
+
 /** Name of the owner record and lock file inside the coordination directory. */
 export const PID_FILE = 'pid';
 /** sun_path holds 108 bytes, the terminating NUL included. */
@@ -171,10 +173,6 @@ export class PidFile {
     native.close(this.fd);
   }
 }
-
-const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
-const S_IFREG = 0o100000;
 
 function isKind(stat: FileStatus, kind: number): boolean {
   return (stat.mode & S_IFMT) === kind;

@@ -126,10 +126,11 @@ export interface NativeAddon {
   /** Sets or clears FD_CLOEXEC on this fd. */
   setCloexec(fd: number, on: boolean): void;
   /**
-   * Grows the fd table to hold `highest`, on a thread of its own; returns at once. Best effort:
-   * nothing is reported (a low RLIMIT_NOFILE just leaves the table as it is).
+   * Grows the fd table to hold `highest`, on a thread of its own that copies `fd` (which the
+   * caller keeps open) there and closes the copy; returns at once. Best effort: nothing is
+   * reported (a low RLIMIT_NOFILE just leaves the table as it is).
    */
-  growFdTable(highest: number): void;
+  growFdTable(fd: number, highest: number): void;
   /** A one-shot timerfd (CLOCK_MONOTONIC, close-on-exec) that becomes readable in `ms`. */
   timerFd(ms: number): number;
   /** SO_PEERCRED of a connected unix socket. */

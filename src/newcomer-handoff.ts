@@ -103,7 +103,7 @@ async function receiveDescriptors(
   const entries = await receiveMetadata(channel, limit);
   log.debug({ step: 'metadata-received', count: entries.length }, 'received the metadata');
   // Room for every descriptor and the copies the application takes of them.
-  growFdTable(channel.fd + 2 * entries.length);
+  growFdTable(channel.fd, channel.fd + 2 * entries.length);
   // One buffer for every name (their bytes only need counting), and a native loop that takes
   // every message already there: one call per burst rather than an await and a recvmsg call per
   // descriptor, which at 500 descriptors costs milliseconds in code that runs once, cold.
@@ -177,19 +177,22 @@ async function receiveMetadata(channel: UnixChannel, limit: Deadline): Promise<M
 const EARLY_FD_TABLE_SLOTS = 1024;
 let grewEarly = false;
 
-/** Starts growing the fd table on another thread (once per process); returns at once. */
-export function growFdTableEarly(): void {
+/**
+ * Starts growing the fd table on another thread (once per process), with a copy of `fd`, which
+ * must stay open; returns at once.
+ */
+export function growFdTableEarly(fd: number): void {
   if (grewEarly) return;
   grewEarly = true;
-  native.growFdTable(EARLY_FD_TABLE_SLOTS - 1);
+  native.growFdTable(fd, EARLY_FD_TABLE_SLOTS - 1);
 }
 
 /**
  * Makes room for descriptor numbers up to `highest` when even the early growth is too small:
  * grown on another thread, so receiving the descriptors that fit already overlaps with the wait.
  */
-function growFdTable(highest: number): void {
-  if (highest >= EARLY_FD_TABLE_SLOTS) native.growFdTable(highest);
+function growFdTable(fd: number, highest: number): void {
+  if (highest >= EARLY_FD_TABLE_SLOTS) native.growFdTable(fd, highest);
 }
 
 function describe(entry: MetadataEntry): string {

@@ -77,15 +77,9 @@ export class UnixChannel {
     return buf;
   }
 
-  /**
-   * One recvmsg of at most `maxLength` bytes, with whatever descriptors came with them. The data
-   * is read into `buf` when given (reused by a loop that only looks at each message once).
-   */
-  async readWithFds(
-    maxLength: number,
-    limit: Deadline,
-    buf = Buffer.allocUnsafe(maxLength),
-  ): Promise<FdMessage> {
+  /** One recvmsg of at most `maxLength` bytes, with whatever descriptors came with them. */
+  async readWithFds(maxLength: number, limit: Deadline): Promise<FdMessage> {
+    const buf = Buffer.allocUnsafe(maxLength);
     for (;;) {
       const got = this.recv(buf, 0, maxLength);
       if (got !== null) return got;
@@ -94,8 +88,8 @@ export class UnixChannel {
   }
 
   /** One recvmsg if anything is there now, without waiting; null when nothing is. */
-  readNow(maxLength: number, buf = Buffer.allocUnsafe(maxLength)): FdMessage | null {
-    return this.recv(buf, 0, maxLength);
+  readNow(maxLength: number): FdMessage | null {
+    return this.recv(Buffer.allocUnsafe(maxLength), 0, maxLength);
   }
 
   /**
@@ -103,15 +97,7 @@ export class UnixChannel {
    * nothing is there. Per message: [bytes, fd count, ...fds]; see native.recvEach.
    */
   readEachNow(buf: Buffer, max: number): number[] | null {
-    if (this.closed)
-      throw new TablerollError(ErrorCodes.HANDOFF_FAILED, 'the connection was closed');
-    try {
-      return native.recvEach(this.fd, buf, max);
-    } catch (err) {
-      throw new TablerollError(ErrorCodes.HANDOFF_FAILED, 'could not read from the peer', {
-        cause: err,
-      });
-    }
+    return this.reading(() => native.recvEach(this.fd, buf, max));
   }
 
   /** Resolves once there is something to read (or the peer hung up). */
@@ -172,17 +158,21 @@ export class UnixChannel {
     settle?.(new TablerollError(ErrorCodes.HANDOFF_FAILED, 'the connection was closed'));
   }
 
-  private recv(buf: Buffer, offset: number, length: number): FdMessage | null {
+  /** Runs a read of the addon on the open socket, its failure a HANDOFF_FAILED. */
+  private reading<T>(read: () => T): T {
     if (this.closed)
       throw new TablerollError(ErrorCodes.HANDOFF_FAILED, 'the connection was closed');
-    let got;
     try {
-      got = native.recv(this.fd, buf, offset, length);
+      return read();
     } catch (err) {
       throw new TablerollError(ErrorCodes.HANDOFF_FAILED, 'could not read from the peer', {
         cause: err,
       });
     }
+  }
+
+  private recv(buf: Buffer, offset: number, length: number): FdMessage | null {
+    const got = this.reading(() => native.recv(this.fd, buf, offset, length));
     if (got === null) return null;
     if (got.truncated) throw protocolError('descriptors were truncated (MSG_CTRUNC)');
     return { data: buf.subarray(offset, offset + got.bytes), fds: got.fds };

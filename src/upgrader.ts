@@ -107,9 +107,9 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     validateId(dir, id);
     throwIfAborted(opts.signal);
     prepareDirectory(dir);
-    growFdTableEarly();
     const log = resolveLogger(opts.logger, { component: 'tableroll', id });
     const socket = bindUpgradeSocket(dir, id, log);
+    growFdTableEarly(socket.fd);
     let pidFile: PidFile | null = null;
     try {
       pidFile = PidFile.open(dir);

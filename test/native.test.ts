@@ -311,9 +311,10 @@ test('a received descriptor is not inherited by a child process', TIMEOUT, async
   assert.ok((await childFds()).includes(target));
 });
 
-// Calls growFdTable with each of argv[3..] in turn, then polls FDSize in /proc/self/status until
-// it reaches argv[2] or 10 s pass. Prints {before, after, returned}, then 'alive' once it has
-// opened and closed a file.
+// Calls growFdTable (with a copy of an fd open on /dev/null) with each of argv[3..] in turn, then
+// polls FDSize in /proc/self/status until it reaches argv[2] or 10 s pass. Prints {before, after,
+// returned, fdsBefore, fdsAfter} (the open fds, which the growth must leave as they were), then
+// 'alive' once it has opened and closed a file.
 const GROW_FD_TABLE = `
 const a = require(process.argv[1]);
 const fs = require('fs');
@@ -322,26 +323,35 @@ const fdSize = () =>
 (async () => {
   const wanted = Number(process.argv[2]);
   const before = fdSize();
-  const returned = process.argv.slice(3).map((highest) => typeof a.growFdTable(Number(highest)));
+  const source = fs.openSync('/dev/null', 'r');
+  const openFds = () => fs.readdirSync('/proc/self/fd').length;
+  const fdsBefore = openFds();
+  const returned = process.argv
+    .slice(3)
+    .map((highest) => typeof a.growFdTable(source, Number(highest)));
   const deadline = Date.now() + 10000;
   while (fdSize() < wanted && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 2));
   }
-  console.log(JSON.stringify({ before, after: fdSize(), returned }));
+  const fdsAfter = openFds();
+  console.log(JSON.stringify({ before, after: fdSize(), returned, fdsBefore, fdsAfter }));
   fs.closeSync(fs.openSync('/dev/null', 'r'));
   console.log('alive');
 })();`;
 
 test('growFdTable grows the fd table on a thread of its own', TIMEOUT, async (t) => {
   const child = nodeChild(t, GROW_FD_TABLE, '4096', '4095');
-  const { before, after, returned } = JSON.parse(await child.line()) as {
+  const { before, after, returned, fdsBefore, fdsAfter } = JSON.parse(await child.line()) as {
     before: number;
     after: number;
     returned: string[];
+    fdsBefore: number;
+    fdsAfter: number;
   };
   assert.deepEqual(returned, ['undefined']);
   assert.ok(before < 4096, `the table already held ${before} descriptors`);
   assert.ok(after >= 4096, `FDSize ${before} grew only to ${after}`);
+  assert.equal(fdsAfter, fdsBefore, 'the growth left a descriptor open');
   assert.equal(await child.line(), 'alive');
   assert.deepEqual(await child.exited, { code: 0, signal: null }, child.stderr);
 });
@@ -1467,11 +1477,13 @@ test('bad arguments throw TypeError or RangeError with Node codes', TIMEOUT, (t)
     assert.throws(() => native.recvEach(client, Buffer.alloc(4), max), rangeError);
   }
   assert.throws(() => native.recvEach(-1, Buffer.alloc(4), 1), rangeError);
-  assert.throws(() => untyped.growFdTable!('4095'), typeError);
-  assert.throws(() => untyped.growFdTable!(), typeError);
+  assert.throws(() => untyped.growFdTable!(client, '4095'), typeError);
+  assert.throws(() => untyped.growFdTable!(client), typeError);
+  assert.throws(() => untyped.growFdTable!('3', 4095), typeError);
   for (const highest of [-1, 1.5, NaN, Infinity, 2 ** 31]) {
-    assert.throws(() => native.growFdTable(highest), rangeError);
+    assert.throws(() => native.growFdTable(client, highest), rangeError);
   }
+  assert.throws(() => native.growFdTable(-1, 4095), rangeError);
   assert.throws(() => native.inetListen('127.0.0.1', 65536, 4, 1, {}), rangeError);
   assert.throws(() => native.inetListen('127.0.0.1', 0, 5 as 4, 1, {}), rangeError);
   assert.throws(() => native.unixConnect(res.path('a\0b')), {
@@ -1819,9 +1831,19 @@ function firing(deadline: Deadline): Promise<TablerollError> {
   });
 }
 
-/** Waits well past a 30 ms deadline on a timer of Node's own. */
-function pastItsTime(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 100));
+/**
+ * Resolves when a 60 ms deadline made now fires: later than a 30 ms one made before, on the same
+ * clock, so a 30 ms deadline that was going to fire has fired by then.
+ */
+async function pastItsTime(): Promise<void> {
+  const keepAlive = setInterval(() => {}, 1_000);
+  const control = new Deadline(60, 'control');
+  try {
+    await firing(control);
+  } finally {
+    clearInterval(keepAlive);
+    control.dispose();
+  }
 }
 
 describe('Deadline', () => {
