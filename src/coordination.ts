@@ -42,7 +42,10 @@ export function validateId(dir: string, id: string): void {
       `the id ${JSON.stringify(id)} is not a file name`,
     );
   }
-  const length = Buffer.byteLength(socketPath(dir, id));
+  const where = socketPath(dir, id);
+  // A UTF-16 code unit is at most 3 bytes of UTF-8: most paths need no count (and a handoff
+  // does not compile Buffer's byte counting for them).
+  const length = where.length * 3 <= SUN_PATH_MAX ? where.length : Buffer.byteLength(where);
   if (length > SUN_PATH_MAX) {
     throw new TablerollError(
       ErrorCodes.INVALID_ID,

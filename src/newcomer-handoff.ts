@@ -11,11 +11,11 @@ import { native } from './native.js';
 import {
   LENGTH_PREFIX_BYTES,
   MAX_NAME_LENGTH,
+  READY_MESSAGE,
   checkReply,
   decodeBlobBody,
   decodeLength,
   decodeMetadata,
-  encodeReady,
   protocolError,
   type MetadataEntry,
 } from './protocol.js';
@@ -205,7 +205,7 @@ export async function confirmReady(
   limit: Deadline,
   log: Logger,
 ): Promise<void> {
-  await channel.write(encodeReady(), limit);
+  await channel.write(READY_MESSAGE, limit);
   log.debug({ step: 'ready-sent' }, 'sent the ready message');
   const length = decodeLength(await channel.readExact(LENGTH_PREFIX_BYTES, limit));
   const { value } = decodeBlobBody(await channel.readExact(length, limit));

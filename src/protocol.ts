@@ -99,7 +99,12 @@ export function encodeBlob(version: number, value: unknown): Buffer {
 
 /** Reads and checks a length prefix; throws on a negative or oversized length. */
 export function decodeLength(prefix: Buffer): number {
-  const length = prefix.readInt32BE(0);
+  if (prefix.length < LENGTH_PREFIX_BYTES) {
+    throw protocolError(`a length prefix of ${prefix.length} bytes is too short`);
+  }
+  // By hand rather than readInt32BE: a handoff runs this once, cold, and Buffer's method costs
+  // a compilation of its own. `|` yields a signed 32-bit result, as Go's int32 prefix is.
+  const length = (prefix[0]! << 24) | (prefix[1]! << 16) | (prefix[2]! << 8) | prefix[3]!;
   if (length < 0 || length > MAX_BLOB_LENGTH) {
     throw protocolError(`blob length ${length} is outside 0..${MAX_BLOB_LENGTH}`);
   }
@@ -164,7 +169,10 @@ export function descriptorName(entry: MetadataEntry): Buffer {
   return name.length < MAX_NAME_LENGTH ? name : name.subarray(0, MAX_NAME_LENGTH - 1);
 }
 
-/** The newcomer's ready message: READY_BYTE, then a version-0 blob {"version":1}. */
+/**
+ * The newcomer's ready message: READY_BYTE, then a version-0 blob {"version":1}. Handoffs send
+ * READY_MESSAGE, built once from this.
+ */
 export function encodeReady(): Buffer {
   return Buffer.concat([Buffer.of(READY_BYTE), encodeBlob(0, { version: PROTOCOL_VERSION })]);
 }
@@ -177,7 +185,7 @@ export function checkReadyBody(value: unknown): void {
   }
 }
 
-/** The owner's reply to a ready message. */
+/** The owner's reply to a ready message. Handoffs send STEPPING_DOWN_MESSAGE, built from this. */
 export function encodeSteppingDown(): Buffer {
   return encodeBlob(0, { msg: STEPPING_DOWN });
 }
@@ -194,3 +202,14 @@ export function checkReply(value: unknown): void {
 export function protocolError(message: string, cause?: unknown): TablerollError {
   return new TablerollError(ErrorCodes.PROTOCOL, `protocol violation: ${message}`, { cause });
 }
+
+/*
+ * The two messages whose bytes never change, encoded when the module loads rather than during
+ * a handoff, where each side would run the encoder (and Buffer's concat, from, write and copy)
+ * for the first time in its life, compiling each of them while the other side waits. Shared:
+ * never modify them.
+ */
+/** The ready message (step 3). */
+export const READY_MESSAGE: Buffer = encodeReady();
+/** The "stepping down" reply (step 4). */
+export const STEPPING_DOWN_MESSAGE: Buffer = encodeSteppingDown();

@@ -3,6 +3,8 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import {
   MAX_BLOB_LENGTH,
+  READY_MESSAGE,
+  STEPPING_DOWN_MESSAGE,
   checkReadyBody,
   checkReply,
   decodeBlobBody,
@@ -90,6 +92,7 @@ describe('blobs and the test vectors of a Go v2.1.0 owner', () => {
       Buffer.concat([hex('42 0000000e'), Buffer.from('{"version":1}\n')]),
     );
     checkReadyBody(decodeWhole(encodeReady().subarray(1)).value);
+    assert.deepEqual(READY_MESSAGE, encodeReady());
   });
 
   it('the reply is a version-0 blob {"msg":"stepping down"}', () => {
@@ -99,6 +102,7 @@ describe('blobs and the test vectors of a Go v2.1.0 owner', () => {
       Buffer.concat([hex('00000018'), Buffer.from('{"msg":"stepping down"}\n')]),
     );
     checkReply(decodeWhole(reply).value);
+    assert.deepEqual(STEPPING_DOWN_MESSAGE, reply);
   });
 
   it('names descriptors as Go does and keeps them under 4096 bytes', () => {
@@ -133,6 +137,28 @@ describe('decoding hostile input', () => {
     tooBig.writeInt32BE(MAX_BLOB_LENGTH + 1);
     assert.throws(() => decodeLength(tooBig), { code: ErrorCodes.PROTOCOL });
     assert.equal(decodeLength(hex('00100000')), MAX_BLOB_LENGTH);
+    assert.throws(() => decodeLength(hex('000001')), { code: ErrorCodes.PROTOCOL });
+  });
+
+  it('decodes any four bytes as a big-endian int32, as Go does', () => {
+    // Random bytes are almost never a length in bounds: half the runs are lengths near them.
+    const nearBounds = fc.integer({ min: -16, max: MAX_BLOB_LENGTH + 16 }).map((length) => {
+      const prefix = Buffer.alloc(4);
+      prefix.writeInt32BE(length);
+      return prefix;
+    });
+    const anyBytes = fc.uint8Array({ minLength: 4, maxLength: 4 }).map((b) => Buffer.from(b));
+    fc.assert(
+      fc.property(fc.oneof(anyBytes, nearBounds), (prefix) => {
+        const expected = prefix.readInt32BE(0);
+        if (expected >= 0 && expected <= MAX_BLOB_LENGTH) {
+          assert.equal(decodeLength(prefix), expected);
+        } else {
+          assert.throws(() => decodeLength(prefix), { code: ErrorCodes.PROTOCOL });
+        }
+      }),
+      { numRuns: 2000 },
+    );
   });
 
   it('refuses bad JSON, wrong versions and malformed entries with ERR_TABLEROLL_PROTOCOL', () => {
