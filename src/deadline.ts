@@ -127,6 +127,17 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw abortedBy(signal);
 }
 
+/**
+ * Calls `fn` on a later turn of the event loop, without keeping the process alive; returns the
+ * cancellation, which closes the timer's fd at once. A Timer,
+ * which a handoff has compiled already, rather than setImmediate, whose first call costs about
+ * 0.15 ms of Node's own code compiling.
+ */
+export function soon(fn: () => void): () => void {
+  const timer = new Timer(0, fn);
+  return () => timer.close();
+}
+
 /** Resolves after `ms`, or rejects when `limit` fires (for retry pacing, not for waiting). */
 export function delay(ms: number, limit: Deadline): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -70,6 +70,8 @@ export interface StoreGuard {
   assertMutable(): void;
   /** Throws when the store's descriptors are gone (stopped). */
   assertUsable(): void;
+  /** Called after every change of the store's contents. */
+  changed(): void;
 }
 
 const DEFAULT_BACKLOG = 511;
@@ -152,6 +154,7 @@ export class Fds {
     if (!entry) return false;
     this.entries.delete(id);
     native.close(entry.fd);
+    this.guard.changed();
     return true;
   }
 
@@ -199,6 +202,7 @@ export class Fds {
     this.guard.assertMutable();
     const made = make();
     this.entries.set(id, { ...made, id, inherited: false });
+    this.guard.changed();
     return { fd: native.dup(made.fd) };
   }
 
@@ -219,6 +223,7 @@ export class Fds {
       native.close(fd);
       throw err;
     }
+    this.guard.changed();
   }
 }
 

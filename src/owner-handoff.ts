@@ -9,33 +9,49 @@ import type { Logger } from './logger.js';
 import {
   LENGTH_PREFIX_BYTES,
   READY_BYTE,
+  STEPPING_DOWN_MESSAGE,
   V0_READY_BYTE,
   checkReadyBody,
   decodeBlobBody,
   decodeLength,
   descriptorName,
   encodeMetadata,
-  encodeSteppingDown,
   protocolError,
 } from './protocol.js';
 import type { StoredFd } from './fd-store.js';
 import type { UnixChannel } from './unix-channel.js';
 
-/** Sends `entries` to the newcomer on `channel`. */
+/** What an owner sends a newcomer: the store's entries, and their encoded metadata and names. */
+export interface Offer {
+  entries: readonly StoredFd[];
+  metadata: Buffer;
+  names: Buffer[];
+}
+
+/**
+ * Encodes `entries` for a handoff. The Upgrader does this ahead of time, while idle, so that
+ * a newcomer does not wait for an owner running the encoders for the first time.
+ */
+export function encodeOffer(entries: readonly StoredFd[]): Offer {
+  return { entries, metadata: encodeMetadata(entries), names: entries.map(descriptorName) };
+}
+
+/** Sends `offer` to the newcomer on `channel`. */
 export async function sendDescriptors(
   channel: UnixChannel,
-  entries: readonly StoredFd[],
+  offer: Offer,
   limit: Deadline,
   log: Logger,
 ): Promise<void> {
-  await channel.write(encodeMetadata(entries), limit);
+  const { entries, names } = offer;
+  await channel.write(offer.metadata, limit);
   log.debug({ step: 'metadata-sent', count: entries.length }, 'sent the metadata');
   // Exactly one fd per message: Go's receiver has room for one. Sent in a plain loop while the
   // socket takes them, waiting only when it is full: a handoff runs once, with cold code, and
   // an await per descriptor costs more than the sendmsg.
   for (let index = 0; index < entries.length; index++) {
     const entry = entries[index]!;
-    const name = descriptorName(entry);
+    const name = names[index]!;
     const sent = channel.writeNow(name, entry.fd);
     if (sent < 0) await channel.write(name, limit, entry.fd);
     else if (sent < name.length) await channel.write(name.subarray(sent), limit);
@@ -65,7 +81,7 @@ export async function replySteppingDown(
   log: Logger,
 ): Promise<boolean> {
   try {
-    await channel.write(encodeSteppingDown(), limit);
+    await channel.write(STEPPING_DOWN_MESSAGE, limit);
     log.debug({ step: 'reply-sent' }, 'sent "stepping down"');
     return true;
   } catch (err) {

@@ -16,7 +16,7 @@ import {
   validateId,
   type UpgradeSocket,
 } from './coordination.js';
-import { Deadline, throwIfAborted } from './deadline.js';
+import { Deadline, soon, throwIfAborted } from './deadline.js';
 import { ErrorCodes, TablerollError } from './errors.js';
 import { Fds, type StoredFd } from './fd-store.js';
 import { resolveLogger, type Logger } from './logger.js';
@@ -29,9 +29,11 @@ import {
 } from './newcomer-handoff.js';
 import {
   awaitReady,
+  encodeOffer,
   newcomerTookOver,
   replySteppingDown,
   sendDescriptors,
+  type Offer,
   type OwnerRecord,
 } from './owner-handoff.js';
 import { StateMachine, type UpgraderState } from './upgrader-state.js';
@@ -96,6 +98,11 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
   /** Newcomer: the owner died after handing everything over; ready() takes over alone. */
   private ownerGone = false;
   private readyCalled = false;
+  /** Owner: the store encoded for the next handoff, and the store revision it encodes. */
+  private offer: { revision: number; offer: Offer } | null = null;
+  private storeRevision = 0;
+  /** Cancels the preparation of the offer scheduled for the next turn of the loop. */
+  private cancelOffer: (() => void) | null = null;
 
   /**
    * Joins the coordination directory `dir` as `id` (unique per process; the pid is the usual
@@ -125,8 +132,13 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
       }
       log.debug({ step: 'locked' }, 'took the coordination lock');
       const { session, inherited } = await inheritFromOwner(dir, id, pidFile.read(), opts, log);
-      const activated = opts.socketActivation === false ? [] : takeActivatedSockets(log);
-      const entries = mergeActivated(inherited, activated, log);
+      // Most processes are not socket-activated: checked here, they never run (nor compile)
+      // the activation code.
+      const activated =
+        opts.socketActivation !== false && process.env.LISTEN_FDS !== undefined
+          ? takeActivatedSockets(log)
+          : [];
+      const entries = activated.length > 0 ? mergeActivated(inherited, activated, log) : inherited;
       return new Upgrader({
         dir,
         id,
@@ -164,7 +176,11 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
       this.emit('state', to, from);
     });
     this.fds = new Fds(
-      { assertMutable: () => this.assertMutable(), assertUsable: () => this.assertUsable() },
+      {
+        assertMutable: () => this.assertMutable(),
+        assertUsable: () => this.assertUsable(),
+        changed: () => this.storeChanged(),
+      },
       parts.inherited,
     );
     this.acceptPoller = new native.Poller(this.socket.fd, () => this.acceptAll());
@@ -207,6 +223,7 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     this.releaseLock();
     this.log.info('this process is now the owner');
     this.emit('owner');
+    this.prepareOffer();
   }
 
   /**
@@ -233,12 +250,15 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     this.endSession();
     this.releaseLock();
     this.fds.closeAll();
+    this.cancelOffer?.();
+    this.cancelOffer = null;
+    this.offer = null;
     this.complete('stopped');
     this.emit('stopped');
   }
 
   private async confirmWithOwner(session: Session): Promise<void> {
-    session.watch.fire(watchEnded());
+    session.watch.fire(WATCH_ENDED);
     try {
       await confirmReady(session.channel, session.limit, this.log);
     } catch (err) {
@@ -308,7 +328,7 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     const session = this.session;
     if (!session) return;
     this.session = null;
-    session.watch.fire(watchEnded());
+    session.watch.fire(WATCH_ENDED);
     session.limit.dispose();
     session.channel.close();
   }
@@ -351,15 +371,48 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     const channel = new UnixChannel(fd);
     this.transfer = channel;
     this.machine.transition('transferring');
+    // Started first: it sends everything the socket takes before its first await, so the
+    // newcomer does not wait for our log line and the application's listeners.
+    void this.runTransfer(channel);
     this.log.info({ peerPid: peer.pid }, 'handing our descriptors to a newcomer');
     this.emit('upgrade-started', { peerPid: peer.pid });
-    void this.runTransfer(channel);
+  }
+
+  private storeChanged(): void {
+    this.storeRevision++;
+    if (this.state === 'owner') this.prepareOffer();
+  }
+
+  /**
+   * Encodes the store for the next handoff soon, once the current work is done: a newcomer then
+   * waits for the sends alone, not for the owner to compile and run the encoders.
+   */
+  private prepareOffer(): void {
+    if (this.cancelOffer) return;
+    this.cancelOffer = soon(() => {
+      this.cancelOffer = null;
+      if (this.state !== 'owner') return;
+      try {
+        this.currentOffer();
+      } catch (err) {
+        // The next handoff tries again, and fails on its own if it must.
+        this.log.warn({ err }, 'could not encode the descriptors ahead of the next handoff');
+      }
+    });
+  }
+
+  /** The offer for the store as it is now: the prepared one, unless the store changed since. */
+  private currentOffer(): Offer {
+    if (this.offer?.revision !== this.storeRevision) {
+      this.offer = { revision: this.storeRevision, offer: encodeOffer(this.fds.snapshot()) };
+    }
+    return this.offer.offer;
   }
 
   private async runTransfer(channel: UnixChannel): Promise<void> {
     const limit = new Deadline(this.options.upgradeTimeoutMs, 'the handoff', [this.stopping]);
     try {
-      await sendDescriptors(channel, this.fds.snapshot(), limit, this.log);
+      await sendDescriptors(channel, this.currentOffer(), limit, this.log);
       const version = await awaitReady(channel, limit);
       this.log.debug({ step: 'ready-received', version }, 'the newcomer is ready');
       if (this.state !== 'transferring') return;
@@ -448,10 +501,12 @@ function spokeOutOfTurn(channel: UnixChannel): boolean {
   return got.data.length > 0 || got.fds.length > 0;
 }
 
-/** Fires a session's watch when ready() takes the connection over or the session ends. */
-function watchEnded(): TablerollError {
-  return new TablerollError(ErrorCodes.ABORTED, 'the watch on the owner ended');
-}
+/**
+ * Fires a session's watch when ready() takes the connection over or the session ends. Never
+ * thrown to the application; made once, as ready() would otherwise build (and compile) an error
+ * on its way to success.
+ */
+const WATCH_ENDED = new TablerollError(ErrorCodes.ABORTED, 'the watch on the owner ended');
 
 function stoppedError(): TablerollError {
   return new TablerollError(ErrorCodes.STOPPED, 'the upgrader was stopped', { final: true });

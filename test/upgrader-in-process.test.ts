@@ -367,6 +367,35 @@ describe('handoff between two upgraders in one process', () => {
     assert.equal(a.fds.remove('web'), false);
   });
 
+  it('hands over the store as it is when the newcomer comes, changes after ready() included', async (t) => {
+    const dir = tempDir(t);
+    const listen = async (upg: Upgrader, id: string): Promise<void> => {
+      fs.closeSync((await upg.fds.listen(id, { host: '127.0.0.1', port: 0 })).fd);
+    };
+    const ids = (upg: Upgrader): string[] => upg.fds.list().map((entry) => entry.id);
+    const a = await upgrader(t, dir, 'a');
+    await listen(a, 'early');
+    await listen(a, 'gone');
+    await a.ready();
+    // Turns of the loop, in which the owner encodes its store ahead of the next handoff (again
+    // after each change). What the newcomer gets must not depend on whether it did.
+    const turn = (): Promise<unknown> => new Promise((resolve) => setImmediate(resolve));
+    await turn();
+    await listen(a, 'late');
+    await turn();
+    assert.equal(a.fds.remove('gone'), true);
+    const b = await upgrader(t, dir, 'b');
+    assert.deepEqual(ids(b), ['early', 'late']);
+    await b.ready();
+    await a.upgradeComplete();
+    // Changed just before a newcomer comes: whatever b encoded after its ready() is stale.
+    await listen(b, 'later');
+    const c = await upgrader(t, dir, 'c');
+    assert.deepEqual(ids(c), ['early', 'late', 'later']);
+    await c.ready();
+    await b.upgradeComplete();
+  });
+
   it('adopts a listening net.Server the application made itself', async (t) => {
     const dir = tempDir(t);
     const a = await upgrader(t, dir, 'a');
