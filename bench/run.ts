@@ -18,6 +18,8 @@
  *             takeover (bench/liveroll-proxy.ts, bench/liveroll.ts)
  *   memory    RSS of idle processes (bench/memory.ts)
  */
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { measureFdFloor, type FloorPlan } from './fd-floor.js';
 import { profileHandoff, type HandoffProfile } from './handoff-profile.js';
@@ -25,6 +27,7 @@ import { GO_REFERENCE_MS, TARGET_MS, measureHandoff } from './handoff.js';
 import { measureLiveroll, type LiverollPlan } from './liveroll.js';
 import { DEFAULT_PATHS, measureProxy, summarizeProxy, type ProxyPlan } from './liveroll-proxy.js';
 import { describeMachine, machineLine } from './machine.js';
+import { ROOT } from './processes.js';
 import { measureMemory, type MemoryPlan } from './memory.js';
 import {
   handoffReport,
@@ -36,6 +39,8 @@ import {
 import { measureUpgrades, type UpgradesPlan } from './upgrades.js';
 
 const SECTIONS = ['handoff', 'upgrades', 'liveroll', 'memory'] as const;
+/** The diagnostic preload that compiles tableroll's modules at load (bench/eager-preload.ts). */
+const EAGER_PRELOAD = pathToFileURL(path.join(ROOT, 'dist/bench/eager-preload.js')).href;
 type Section = (typeof SECTIONS)[number];
 
 /** Repetitions and durations of a run. */
@@ -115,6 +120,7 @@ async function handoffSection(): Promise<{ sizes: HandoffSize[]; profiles: Hando
       steps: await measureHandoff({ ...diagnostic, steps: true }),
       prewarmed: await measureHandoff({ ...diagnostic, steps: true, prewarm: true }),
       eagerCompile: await measureHandoff({ ...diagnostic, execArgv: ['--no-lazy'] }),
+      ownCodeEager: await measureHandoff({ ...diagnostic, execArgv: ['--import', EAGER_PRELOAD] }),
       pregrown:
         listeners > 200 ? await measureHandoff({ ...diagnostic, pregrow: true }) : undefined,
     });
