@@ -129,9 +129,9 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
 
 /**
  * Calls `fn` on a later turn of the event loop, without keeping the process alive; returns the
- * cancellation, which closes the timer's fd at once. A Timer,
- * which a handoff has compiled already, rather than setImmediate, whose first call costs about
- * 0.15 ms of Node's own code compiling.
+ * cancellation, which closes the timer's fd at once. A Timer, which a handoff has compiled
+ * already, rather than setImmediate, whose first call costs about 0.15 ms of Node's own code
+ * compiling.
  */
 export function soon(fn: () => void): () => void {
   const timer = new Timer(0, fn);

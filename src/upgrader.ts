@@ -380,7 +380,7 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
 
   private storeChanged(): void {
     this.storeRevision++;
-    if (this.state === 'owner') this.prepareOffer();
+    this.prepareOffer();
   }
 
   /**
@@ -388,7 +388,8 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
    * waits for the sends alone, not for the owner to compile and run the encoders.
    */
   private prepareOffer(): void {
-    if (this.cancelOffer) return;
+    // Only an owner hands over; an 'owner' listener may also have stopped us already.
+    if (this.cancelOffer || this.state !== 'owner') return;
     this.cancelOffer = soon(() => {
       this.cancelOffer = null;
       if (this.state !== 'owner') return;

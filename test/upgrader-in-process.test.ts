@@ -434,6 +434,24 @@ describe('descriptor hygiene', () => {
     await b.ready();
   });
 
+  it('holds no fd once stopped, even from an owner listener or right after ready()', async (t) => {
+    const dir = tempDir(t);
+    // The first Upgrader of a process opens what Node opens lazily, and grows the fd table.
+    const warm = await Upgrader.create(dir, 'warm');
+    await warm.ready();
+    warm.stop();
+    const before = openFdCount();
+    const a = await Upgrader.create(dir, 'a');
+    a.on('owner', () => a.stop());
+    await a.ready();
+    assert.equal(a.state, 'stopped');
+    assert.equal(openFdCount(), before, 'stopped by its owner listener');
+    const b = await Upgrader.create(dir, 'b');
+    await b.ready();
+    b.stop();
+    assert.equal(openFdCount(), before, 'stopped right after ready()');
+  });
+
   it('leaks no fd over twenty handoffs, failed creates included', async (t) => {
     const dir = tempDir(t);
     const cycle = async (i: number): Promise<void> => {
