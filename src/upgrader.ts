@@ -98,9 +98,8 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
   /** Newcomer: the owner died after handing everything over; ready() takes over alone. */
   private ownerGone = false;
   private readyCalled = false;
-  /** Owner: the store encoded for the next handoff, and the store revision it encodes. */
-  private offer: { revision: number; offer: Offer } | null = null;
-  private storeRevision = 0;
+  /** Owner: the store encoded for the next handoff; dropped whenever the store changes. */
+  private offer: Offer | null = null;
   /** Cancels the preparation of the offer scheduled for the next turn of the loop. */
   private cancelOffer: (() => void) | null = null;
 
@@ -379,7 +378,7 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
   }
 
   private storeChanged(): void {
-    this.storeRevision++;
+    this.offer = null;
     this.prepareOffer();
   }
 
@@ -404,10 +403,8 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
 
   /** The offer for the store as it is now: the prepared one, unless the store changed since. */
   private currentOffer(): Offer {
-    if (this.offer?.revision !== this.storeRevision) {
-      this.offer = { revision: this.storeRevision, offer: encodeOffer(this.fds.snapshot()) };
-    }
-    return this.offer.offer;
+    this.offer ??= encodeOffer(this.fds.snapshot());
+    return this.offer;
   }
 
   private async runTransfer(channel: UnixChannel): Promise<void> {
