@@ -35,6 +35,8 @@ export interface HandoffPlan {
   steps?: boolean;
   /** Extra node flags for the timed newcomers (--cpu-prof ...). */
   execArgv?: string[];
+  /** Another build of the project to run the timed newcomers from (bench/lazy-build.ts). */
+  buildRoot?: string;
 }
 
 /** The ready line of one newcomer. */
@@ -93,7 +95,11 @@ function spawnProcess(dir: string, id: string, plan: HandoffPlan, timed: boolean
   if (plan.pregrow) args.push('--pregrow');
   if (plan.prewarm) args.push('--prewarm');
   if (plan.steps) args.push('--steps');
-  return startNode(PROCESS, args, { execArgv: timed ? plan.execArgv : [] });
+  if (!timed) return startNode(PROCESS, args);
+  const script = plan.buildRoot
+    ? path.join(plan.buildRoot, 'dist/bench/handoff-process.js')
+    : PROCESS;
+  return startNode(script, args, { execArgv: plan.execArgv });
 }
 
 /** Runs one chain and returns every timed newcomer's ready line. */

@@ -18,8 +18,6 @@
  *             takeover (bench/liveroll-proxy.ts, bench/liveroll.ts)
  *   memory    RSS of idle processes (bench/memory.ts)
  */
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { measureFdFloor, type FloorPlan } from './fd-floor.js';
 import { profileHandoff, type HandoffProfile } from './handoff-profile.js';
@@ -27,7 +25,8 @@ import { GO_REFERENCE_MS, TARGET_MS, measureHandoff } from './handoff.js';
 import { measureLiveroll, type LiverollPlan } from './liveroll.js';
 import { DEFAULT_PATHS, measureProxy, summarizeProxy, type ProxyPlan } from './liveroll-proxy.js';
 import { describeMachine, machineLine } from './machine.js';
-import { ROOT } from './processes.js';
+import { buildLazyCopy } from './lazy-build.js';
+import { removeTempDir } from './processes.js';
 import { measureMemory, type MemoryPlan } from './memory.js';
 import {
   handoffReport,
@@ -39,8 +38,6 @@ import {
 import { measureUpgrades, type UpgradesPlan } from './upgrades.js';
 
 const SECTIONS = ['handoff', 'upgrades', 'liveroll', 'memory'] as const;
-/** The diagnostic preload that compiles tableroll's modules at load (bench/eager-preload.ts). */
-const EAGER_PRELOAD = pathToFileURL(path.join(ROOT, 'dist/bench/eager-preload.js')).href;
 type Section = (typeof SECTIONS)[number];
 
 /** Repetitions and durations of a run. */
@@ -107,23 +104,28 @@ function say(text: string): void {
 async function handoffSection(): Promise<{ sizes: HandoffSize[]; profiles: HandoffProfile[] }> {
   say('measuring: handoff and the fd floor ...');
   const floors = await measureFdFloor(plan.floor);
+  const lazyRoot = buildLazyCopy();
   const sizes: HandoffSize[] = [];
-  for (const [i, listeners] of plan.sizes.entries()) {
-    const chain = { listeners, warmup: 1 };
-    const diagnostic = { ...chain, handoffs: plan.diagnosticHandoffs };
-    sizes.push({
-      listeners,
-      targetMs: TARGET_MS[listeners] ?? NaN,
-      goReferenceMs: GO_REFERENCE_MS[listeners] ?? [NaN, NaN],
-      handoff: await measureHandoff({ ...chain, handoffs: plan.handoffs }),
-      floor: floors[i]!,
-      steps: await measureHandoff({ ...diagnostic, steps: true }),
-      prewarmed: await measureHandoff({ ...diagnostic, steps: true, prewarm: true }),
-      eagerCompile: await measureHandoff({ ...diagnostic, execArgv: ['--no-lazy'] }),
-      ownCodeEager: await measureHandoff({ ...diagnostic, execArgv: ['--import', EAGER_PRELOAD] }),
-      pregrown:
-        listeners > 200 ? await measureHandoff({ ...diagnostic, pregrow: true }) : undefined,
-    });
+  try {
+    for (const [i, listeners] of plan.sizes.entries()) {
+      const chain = { listeners, warmup: 1 };
+      const diagnostic = { ...chain, handoffs: plan.diagnosticHandoffs };
+      sizes.push({
+        listeners,
+        targetMs: TARGET_MS[listeners] ?? NaN,
+        goReferenceMs: GO_REFERENCE_MS[listeners] ?? [NaN, NaN],
+        handoff: await measureHandoff({ ...chain, handoffs: plan.handoffs }),
+        floor: floors[i]!,
+        steps: await measureHandoff({ ...diagnostic, steps: true }),
+        prewarmed: await measureHandoff({ ...diagnostic, steps: true, prewarm: true }),
+        eagerCompile: await measureHandoff({ ...diagnostic, execArgv: ['--no-lazy'] }),
+        lazyBuild: await measureHandoff({ ...diagnostic, buildRoot: lazyRoot }),
+        pregrown:
+          listeners > 200 ? await measureHandoff({ ...diagnostic, pregrow: true }) : undefined,
+      });
+    }
+  } finally {
+    removeTempDir(lazyRoot);
   }
   const profiles: HandoffProfile[] = [];
   if (values.profile) {

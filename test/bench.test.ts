@@ -36,7 +36,7 @@ function checkHandoff(section: Json): void {
     const where = `handoff[${String(size.listeners)}]`;
     number(size, 'targetMs', where);
     assert.equal((size.goReferenceMs as number[]).length, 2);
-    for (const run of ['handoff', 'steps', 'prewarmed', 'eagerCompile'] as const) {
+    for (const run of ['handoff', 'steps', 'prewarmed', 'eagerCompile', 'lazyBuild'] as const) {
       const result = size[run] as Json;
       for (const part of ['handoff', 'create', 'listen', 'ready']) {
         summary(result[part], `${where}.${run}.${part}`);
