@@ -3,6 +3,7 @@ import type { HandoffProfile } from './handoff-profile.js';
 import { PHASES, type HandoffResult } from './handoff.js';
 import type { FloorResult } from './fd-floor.js';
 import type { LiverollOutcome } from './liveroll.js';
+import type { ImportResult } from './import-time.js';
 import type { ProxySummary } from './liveroll-proxy.js';
 import type { MemoryOutcome } from './memory.js';
 import { fmt, table, type Summary } from './stats.js';
@@ -78,7 +79,11 @@ function diagnosticsTable(sizes: HandoffSize[]): string {
 }
 
 /** Section 1: the headline table, the phases, the diagnostics, the profile. */
-export function handoffReport(sizes: HandoffSize[], profiles: HandoffProfile[]): string {
+export function handoffReport(
+  sizes: HandoffSize[],
+  profiles: HandoffProfile[],
+  importTime: ImportResult,
+): string {
   const diagnosed = sizes.flatMap((s) => [s.steps, s.prewarmed]);
   const waits = diagnosed.reduce((n, r) => n + (r.lockWaits ?? 0), 0);
   const noted = diagnosed.reduce((n, r) => n + r.handoff.n, 0);
@@ -96,6 +101,20 @@ export function handoffReport(sizes: HandoffSize[], profiles: HandoffProfile[]):
     '',
     'Diagnostics:',
     diagnosticsTable(sizes),
+    '',
+    `What the build's eager-compile pass costs at load: import('tableroll') in a fresh process,`,
+    `${importTime.published.importMs.n} of each, alternated (ms and MiB of heap, median (p95)):`,
+    table(
+      ['build', 'import', 'heap after'],
+      [
+        [
+          'published (eager-compile pass)',
+          ms(importTime.published.importMs),
+          ms(importTime.published.heapMiB),
+        ],
+        ['plain tsc', ms(importTime.plainTsc.importMs), ms(importTime.plainTsc.heapMiB)],
+      ],
+    ),
   ];
   for (const profile of profiles) parts.push('', profileReport(profile));
   return parts.join('\n');

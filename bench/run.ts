@@ -25,6 +25,7 @@ import { GO_REFERENCE_MS, TARGET_MS, measureHandoff } from './handoff.js';
 import { measureLiveroll, type LiverollPlan } from './liveroll.js';
 import { DEFAULT_PATHS, measureProxy, summarizeProxy, type ProxyPlan } from './liveroll-proxy.js';
 import { describeMachine, machineLine } from './machine.js';
+import { measureImport, type ImportResult } from './import-time.js';
 import { buildLazyCopy } from './lazy-build.js';
 import { removeTempDir } from './processes.js';
 import { measureMemory, type MemoryPlan } from './memory.js';
@@ -48,6 +49,8 @@ interface Plan {
   handoffs: number;
   diagnosticHandoffs: number;
   profileHandoffs: number;
+  /** Fresh processes importing tableroll, per build. */
+  importRuns: number;
   upgrades: UpgradesPlan;
   proxy: ProxyPlan;
   liveroll: LiverollPlan;
@@ -62,6 +65,7 @@ const FULL: Plan = {
   handoffs: 20,
   diagnosticHandoffs: 10,
   profileHandoffs: 15,
+  importRuns: 10,
   upgrades: { upgrades: 100, spacingMs: 400, keepAliveClients: 4, freshClients: 4 },
   proxy: { rounds: 3, seconds: 1, connections: 32, paths: DEFAULT_PATHS },
   liveroll: { updates: 5, keepAliveClients: 4, freshClients: 4, settleMs: 500 },
@@ -74,6 +78,7 @@ const QUICK: Plan = {
   handoffs: 5,
   diagnosticHandoffs: 3,
   profileHandoffs: 3,
+  importRuns: 3,
   upgrades: { upgrades: 8, spacingMs: 300, keepAliveClients: 4, freshClients: 4 },
   proxy: { rounds: 1, seconds: 0.4, connections: 32, paths: ['/', '/work?us=250'] },
   liveroll: { updates: 2, keepAliveClients: 4, freshClients: 4, settleMs: 300 },
@@ -101,11 +106,16 @@ function say(text: string): void {
   else console.log(text);
 }
 
-async function handoffSection(): Promise<{ sizes: HandoffSize[]; profiles: HandoffProfile[] }> {
+async function handoffSection(): Promise<{
+  sizes: HandoffSize[];
+  profiles: HandoffProfile[];
+  importTime: ImportResult;
+}> {
   say('measuring: handoff and the fd floor ...');
   const floors = await measureFdFloor(plan.floor);
   const lazyRoot = buildLazyCopy();
   const sizes: HandoffSize[] = [];
+  let importTime: ImportResult;
   try {
     for (const [i, listeners] of plan.sizes.entries()) {
       const chain = { listeners, warmup: 1 };
@@ -119,11 +129,16 @@ async function handoffSection(): Promise<{ sizes: HandoffSize[]; profiles: Hando
         steps: await measureHandoff({ ...diagnostic, steps: true }),
         prewarmed: await measureHandoff({ ...diagnostic, steps: true, prewarm: true }),
         eagerCompile: await measureHandoff({ ...diagnostic, execArgv: ['--no-lazy'] }),
-        lazyBuild: await measureHandoff({ ...diagnostic, buildRoot: lazyRoot }),
+        lazyBuild: await measureHandoff({
+          ...chain,
+          handoffs: plan.handoffs,
+          buildRoot: lazyRoot,
+        }),
         pregrown:
           listeners > 200 ? await measureHandoff({ ...diagnostic, pregrow: true }) : undefined,
       });
     }
+    importTime = await measureImport(lazyRoot, plan.importRuns);
   } finally {
     removeTempDir(lazyRoot);
   }
@@ -132,8 +147,8 @@ async function handoffSection(): Promise<{ sizes: HandoffSize[]; profiles: Hando
     for (const listeners of [1, 500])
       profiles.push(await profileHandoff(listeners, plan.profileHandoffs));
   }
-  say(handoffReport(sizes, profiles));
-  return { sizes, profiles };
+  say(handoffReport(sizes, profiles, importTime));
+  return { sizes, profiles, importTime };
 }
 
 async function upgradesSection(): Promise<object> {

@@ -49,6 +49,11 @@ function checkHandoff(section: Json): void {
     summary((size.floor as Json).warm, `${where}.floor.warm`);
   }
   summary((sizes[2]!.pregrown as Json).handoff, 'handoff[500].pregrown');
+  for (const build of ['published', 'plainTsc']) {
+    const result = (section.importTime as Json)[build] as Json;
+    summary(result.importMs, `importTime.${build}.importMs`);
+    summary(result.heapMiB, `importTime.${build}.heapMiB`);
+  }
   summary((sizes[2]!.floor as Json).coldPregrown, 'handoff[500].floor.coldPregrown');
 }
 
