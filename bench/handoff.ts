@@ -130,7 +130,31 @@ export async function handoffChain(plan: HandoffPlan): Promise<HandoffSample[]> 
 
 /** Measures one chain and summarizes it. */
 export async function measureHandoff(plan: HandoffPlan): Promise<HandoffResult> {
-  const samples = await handoffChain(plan);
+  return summarizeChain(plan, await handoffChain(plan));
+}
+
+/**
+ * Measures several plans to compare them: each plan's handoffs are split into `rounds` chains,
+ * and the rounds alternate the plans' order, so a noisy spell on the machine falls on all alike.
+ */
+export async function measureHandoffsAlternated(
+  plans: HandoffPlan[],
+  rounds: number,
+): Promise<HandoffResult[]> {
+  const samples: HandoffSample[][] = plans.map(() => []);
+  for (let round = 0; round < rounds; round++) {
+    const order = plans.map((_, i) => i);
+    if (round % 2) order.reverse();
+    for (const i of order) {
+      const plan = plans[i]!;
+      const handoffs = Math.ceil(plan.handoffs / rounds);
+      samples[i]!.push(...(await handoffChain({ ...plan, handoffs })));
+    }
+  }
+  return plans.map((plan, i) => summarizeChain(plan, samples[i]!));
+}
+
+function summarizeChain(plan: HandoffPlan, samples: HandoffSample[]): HandoffResult {
   const of = (key: 'handoffMs' | 'createMs' | 'listenMs' | 'readyMs'): Summary =>
     summarize(samples.map((s) => s[key]));
   return {

@@ -101,6 +101,7 @@ export function handoffReport(
     '',
     'Diagnostics:',
     diagnosticsTable(sizes),
+    'The headline and the plain-tsc build ran in alternating chains, as many handoffs each.',
     '',
     `What the build's eager-compile pass costs at load: import('tableroll') in a fresh process,`,
     `${importTime.published.importMs.n} of each, alternated (ms and MiB of heap, median (p95)):`,

@@ -21,7 +21,12 @@
 import { parseArgs } from 'node:util';
 import { measureFdFloor, type FloorPlan } from './fd-floor.js';
 import { profileHandoff, type HandoffProfile } from './handoff-profile.js';
-import { GO_REFERENCE_MS, TARGET_MS, measureHandoff } from './handoff.js';
+import {
+  GO_REFERENCE_MS,
+  TARGET_MS,
+  measureHandoff,
+  measureHandoffsAlternated,
+} from './handoff.js';
 import { measureLiveroll, type LiverollPlan } from './liveroll.js';
 import { DEFAULT_PATHS, measureProxy, summarizeProxy, type ProxyPlan } from './liveroll-proxy.js';
 import { describeMachine, machineLine } from './machine.js';
@@ -47,6 +52,8 @@ interface Plan {
   floor: FloorPlan;
   /** Timed handoffs per chain: the headline, and the diagnostic chains. */
   handoffs: number;
+  /** Rounds the headline's handoffs are split into, alternating with the plain-tsc build's. */
+  handoffRounds: number;
   diagnosticHandoffs: number;
   profileHandoffs: number;
   /** Fresh processes importing tableroll, per build. */
@@ -63,6 +70,7 @@ const FULL: Plan = {
   sizes: SIZES,
   floor: { sizes: SIZES, pairs: 5, warmTrials: 6, pregrowSizes: [500] },
   handoffs: 20,
+  handoffRounds: 4,
   diagnosticHandoffs: 10,
   profileHandoffs: 15,
   importRuns: 10,
@@ -76,6 +84,7 @@ const QUICK: Plan = {
   sizes: SIZES,
   floor: { sizes: SIZES, pairs: 2, warmTrials: 3, pregrowSizes: [500] },
   handoffs: 5,
+  handoffRounds: 1,
   diagnosticHandoffs: 3,
   profileHandoffs: 3,
   importRuns: 3,
@@ -112,28 +121,33 @@ async function handoffSection(): Promise<{
   importTime: ImportResult;
 }> {
   say('measuring: handoff and the fd floor ...');
-  const floors = await measureFdFloor(plan.floor);
+  // The copy first: the floor's pairs of processes then run while its files are written back.
   const lazyRoot = buildLazyCopy();
+  const floors = await measureFdFloor(plan.floor);
   const sizes: HandoffSize[] = [];
   let importTime: ImportResult;
   try {
     for (const [i, listeners] of plan.sizes.entries()) {
       const chain = { listeners, warmup: 1 };
       const diagnostic = { ...chain, handoffs: plan.diagnosticHandoffs };
+      // The headline and the plain-tsc build alternate, to be compared side by side.
+      const [handoff, lazyBuild] = await measureHandoffsAlternated(
+        [
+          { ...chain, handoffs: plan.handoffs },
+          { ...chain, handoffs: plan.handoffs, buildRoot: lazyRoot },
+        ],
+        plan.handoffRounds,
+      );
       sizes.push({
         listeners,
         targetMs: TARGET_MS[listeners] ?? NaN,
         goReferenceMs: GO_REFERENCE_MS[listeners] ?? [NaN, NaN],
-        handoff: await measureHandoff({ ...chain, handoffs: plan.handoffs }),
+        handoff: handoff!,
+        lazyBuild: lazyBuild!,
         floor: floors[i]!,
         steps: await measureHandoff({ ...diagnostic, steps: true }),
         prewarmed: await measureHandoff({ ...diagnostic, steps: true, prewarm: true }),
         eagerCompile: await measureHandoff({ ...diagnostic, execArgv: ['--no-lazy'] }),
-        lazyBuild: await measureHandoff({
-          ...chain,
-          handoffs: plan.handoffs,
-          buildRoot: lazyRoot,
-        }),
         pregrown:
           listeners > 200 ? await measureHandoff({ ...diagnostic, pregrow: true }) : undefined,
       });
