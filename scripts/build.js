@@ -55,7 +55,10 @@ function report(diagnostics) {
     getCurrentDirectory: () => root,
     getNewLine: () => '\n',
   };
-  process.stderr.write(ts.formatDiagnosticsWithColorAndContext(diagnostics, host));
+  const format = process.stderr.isTTY
+    ? ts.formatDiagnosticsWithColorAndContext
+    : ts.formatDiagnostics;
+  process.stderr.write(format(diagnostics, host));
   return diagnostics.some((d) => d.category === ts.DiagnosticCategory.Error) ? 1 : 0;
 }
 
