@@ -1,7 +1,9 @@
 /**
  * Memory of idle processes, as VmRSS in /proc/<pid>/status after they settled: a bare
  * `node -e` process for reference, a process holding an Upgrader with 1 and with 500
- * listeners, and an idle liveroll with its child (its own RSS, and its whole process tree's).
+ * listeners, and an idle liveroll with its child (its own RSS, and its whole process tree's),
+ * then with two children: liveroll keeps one in steady state, two while a roll retires the old
+ * one, held here by a child that ignores SIGTERM until liveroll's stop timeout.
  * Several copies of each run side by side; the median is reported.
  */
 import fs from 'node:fs';
@@ -28,6 +30,9 @@ export interface MemoryOutcome {
   /** liveroll, its child's shell (if any) and the child app. */
   liverollTreeMiB: number;
   liverollTreeProcesses: number;
+  /** The same tree during a roll, old and new child both alive. */
+  liverollTwoChildrenTreeMiB: number;
+  liverollTwoChildrenProcesses: number;
 }
 
 /** VmRSS of a process in MiB; NaN when it is gone. */
@@ -66,10 +71,12 @@ async function measureIdle(
   start: () => Child,
   ready: (line: Line) => boolean,
   measure: (child: Child) => number[],
+  then?: (child: Child) => Promise<void>,
 ): Promise<number[][]> {
   const children = Array.from({ length: copies }, start);
   try {
     await Promise.all(children.map((child) => child.line(ready, 30_000)));
+    if (then) await Promise.all(children.map(then));
     await sleep(settleMs);
     return children.map(measure);
   } finally {
@@ -115,23 +122,49 @@ export async function measureMemory(plan: MemoryPlan): Promise<MemoryOutcome> {
     const one = await upgrader(1);
     const many = await upgrader(500);
     let m = 0;
+    const startLiveroll = (appFlags: string[], flags: string[]) => (): Child => {
+      // `exec`, so that the shell is replaced by the child: an old child that outlives its
+      // shell's SIGTERM stays liveroll's own child, and in the tree measured.
+      const exec = [process.execPath, APP, '--port', '<<PORT>>', '--health', '<<HEALTHCHECK>>']
+        .map((word) => (word.startsWith('<<') ? word : `'${word}'`))
+        .concat(appFlags)
+        .join(' ');
+      const coord = path.join(dir, `lr-${m++}`);
+      const base = baseFlags(coord, 'mem');
+      return startNode(CLI, [...base, '--id', 'echo v1', '--exec', `exec ${exec}`, ...flags]);
+    };
+    const tree = (child: Child): number[] => {
+      const pids = processTree(child.pid);
+      return [
+        rssMiB(child.pid),
+        pids.reduce((sum, pid) => sum + (rssMiB(pid) || 0), 0),
+        pids.length,
+      ];
+    };
     const liveroll = await measureIdle(
       plan.copies,
       plan.settleMs,
-      () => {
-        const exec = `'${process.execPath}' '${APP}' --port <<PORT>> --health <<HEALTHCHECK>>`;
-        const coord = path.join(dir, `lr-${m++}`);
-        return startNode(CLI, [...baseFlags(coord, 'mem'), '--id', 'echo v1', '--exec', exec]);
-      },
+      startLiveroll([], []),
       isReady,
-      (child) => {
-        const tree = processTree(child.pid);
-        return [
-          rssMiB(child.pid),
-          tree.reduce((sum, pid) => sum + (rssMiB(pid) || 0), 0),
-          tree.length,
-        ];
-      },
+      tree,
+    );
+    // A forced roll (SIGHUP); the old child ignores its SIGTERM, so both stay until the stop
+    // timeout, well after the measurement.
+    const roll = async (child: Child): Promise<void> => {
+      process.kill(child.pid, 'SIGHUP');
+      await child.line(
+        (line) => line.msg === 'stopping child (SIGTERM to its process group)',
+        30_000,
+      );
+    };
+    const stopTimeoutMs = plan.settleMs + 3000;
+    const twoChildren = await measureIdle(
+      plan.copies,
+      plan.settleMs,
+      startLiveroll(['--ignore-sigterm'], ['--stop-timeout', `${stopTimeoutMs}ms`]),
+      isReady,
+      tree,
+      roll,
     );
     const col = (rows: number[][], i = 0): number => median(rows.map((r) => r[i]!));
     return {
@@ -141,6 +174,8 @@ export async function measureMemory(plan: MemoryPlan): Promise<MemoryOutcome> {
       liverollMiB: col(liveroll),
       liverollTreeMiB: col(liveroll, 1),
       liverollTreeProcesses: col(liveroll, 2),
+      liverollTwoChildrenTreeMiB: col(twoChildren, 1),
+      liverollTwoChildrenProcesses: col(twoChildren, 2),
     };
   } finally {
     removeTempDir(dir);

@@ -264,6 +264,10 @@ export function memoryReport(m: MemoryOutcome, copies: number): string {
           `liveroll and its child: the process tree (${m.liverollTreeProcesses} processes)`,
           fmt(m.liverollTreeMiB, 1),
         ],
+        [
+          `the same during a roll, two children (${m.liverollTwoChildrenProcesses} processes)`,
+          fmt(m.liverollTwoChildrenTreeMiB, 1),
+        ],
       ],
     ),
   ].join('\n');

@@ -120,6 +120,7 @@ function checkMemory(section: Json): void {
     'upgrader500MiB',
     'liverollMiB',
     'liverollTreeMiB',
+    'liverollTwoChildrenTreeMiB',
   ]) {
     assert.ok(number(section, key, 'memory') > 0, `memory.${key} is positive`);
   }
