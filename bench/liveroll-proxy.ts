@@ -5,7 +5,9 @@
  * alternates rounds of keep-alive load on loopback, one straight to the child's port and one
  * through liveroll's public port, and reports the median throughput and p99 latency of each
  * side by side, with the CPU time liveroll itself spent per proxied request (what the proxy
- * costs wherever the clients are). Bounded in time and count; everything it starts is stopped
+ * costs wherever the clients are). For hello world, a plain TCP relay process
+ * (bench/tcp-relay.ts) takes a third turn in each round: a ceiling for a proxy in Node here, since
+ * it only copies bytes. Bounded in time and count; everything it starts is stopped
  * at the end. `measureProxy()` is what bench/run.ts calls; run directly, it prints its table.
  *
  * Workloads (the child's cost per request decides how much the proxy's own cost shows):
@@ -26,6 +28,10 @@ import { Pool } from 'undici';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = join(root, 'dist/src/liveroll/cli.js');
 const app = join(root, 'dist/test/fixtures/liveroll-app.js');
+const relayScript = join(root, 'dist/bench/tcp-relay.js');
+
+/** The workload that also goes through the plain TCP relay. */
+const RELAYED_PATH = '/';
 
 /** The workloads measured by default. */
 export const DEFAULT_PATHS = ['/', '/work?us=250', '/work?us=1000', '/slow?ms=5'];
@@ -98,12 +104,30 @@ function startLiveroll(
   });
 }
 
+/** Starts the relay to `targetPort`; resolves with its process and port. */
+function startRelay(targetPort: number): Promise<{ proc: ChildProcess; port: number }> {
+  const proc = spawn(process.execPath, [relayScript, String(targetPort)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolvePort, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error('the relay did not start within 10 s')),
+      10_000,
+    );
+    proc.on('exit', (code) => reject(new Error(`the relay exited with ${code}`)));
+    proc.stdout?.setEncoding('utf8').once('data', (chunk: string) => {
+      clearTimeout(timer);
+      resolvePort({ proc, port: (JSON.parse(chunk.split('\n')[0]!) as { port: number }).port });
+    });
+  });
+}
+
 /** One round against one target. */
 export interface RoundResult {
   rps: number;
   p99Ms: number;
   errors: number;
-  /** CPU time (user + system) liveroll spent per request in this round, in microseconds. */
+  /** CPU time (user + system) the proxy (liveroll or the relay) spent per request, in us. */
   cpuUsPerRequest: number;
 }
 
@@ -119,7 +143,7 @@ async function round(
   plan: ProxyPlan,
   port: number,
   path: string,
-  liverollPid: number,
+  proxyPid: number,
 ): Promise<RoundResult> {
   const pool = new Pool(`http://127.0.0.1:${port}`, { connections: plan.connections });
   const latencies: number[] = [];
@@ -140,9 +164,9 @@ async function round(
     }
   };
   const started = performance.now();
-  const cpuBefore = cpuUs(liverollPid);
+  const cpuBefore = cpuUs(proxyPid);
   await Promise.all(Array.from({ length: plan.connections }, loop));
-  const cpu = cpuUs(liverollPid) - cpuBefore;
+  const cpu = cpuUs(proxyPid) - cpuBefore;
   const elapsed = (performance.now() - started) / 1000;
   await pool.close();
   latencies.sort((a, b) => a - b);
@@ -164,6 +188,8 @@ export interface Comparison {
   path: string;
   direct: RoundResult[];
   proxied: RoundResult[];
+  /** Hello world only: the same rounds through the plain TCP relay. */
+  relayed?: RoundResult[];
 }
 
 /** The medians of one workload's rounds. */
@@ -177,21 +203,31 @@ export interface ProxySummary {
   proxiedP99Ms: number;
   errors: number;
   proxyCpuUsPerRequest: number;
+  /** Hello world only: the plain TCP relay's throughput and its ratio to direct. */
+  relayedRps?: number;
+  relayRatio?: number;
+  relayCpuUsPerRequest?: number;
 }
 
-/** Warm-up, then `rounds` alternating rounds straight to the child and through the proxy. */
+/**
+ * Warm-up, then `rounds` alternating rounds straight to the child and through the proxy (and,
+ * given a relay, through it too).
+ */
 async function compare(
   plan: ProxyPlan,
   path: string,
   ports: { childPort: number; publicPort: number; pid: number },
+  relay?: { port: number; pid: number },
 ): Promise<Comparison> {
   const warm = { ...plan, seconds: Math.min(plan.seconds, 0.5) };
   await round(warm, ports.childPort, path, ports.pid);
   await round(warm, ports.publicPort, path, ports.pid);
-  const result: Comparison = { path, direct: [], proxied: [] };
+  if (relay) await round(warm, relay.port, path, relay.pid);
+  const result: Comparison = { path, direct: [], proxied: [], relayed: relay ? [] : undefined };
   for (let i = 0; i < plan.rounds; i++) {
     result.direct.push(await round(plan, ports.childPort, path, ports.pid));
     result.proxied.push(await round(plan, ports.publicPort, path, ports.pid));
+    if (relay) result.relayed!.push(await round(plan, relay.port, path, relay.pid));
   }
   return result;
 }
@@ -201,8 +237,13 @@ export function summarizeProxy(results: Comparison[]): ProxySummary[] {
   const med = (rs: RoundResult[], key: 'rps' | 'p99Ms' | 'cpuUsPerRequest'): number =>
     median(rs.map((r) => r[key]));
   const errors = (rs: RoundResult[]): number => rs.reduce((n, r) => n + r.errors, 0);
-  return results.map(({ path, direct, proxied }) => ({
+  return results.map(({ path, direct, proxied, relayed }) => ({
     path,
+    ...(relayed && {
+      relayedRps: med(relayed, 'rps'),
+      relayRatio: med(relayed, 'rps') / med(direct, 'rps'),
+      relayCpuUsPerRequest: med(relayed, 'cpuUsPerRequest'),
+    }),
     directRps: med(direct, 'rps'),
     proxiedRps: med(proxied, 'rps'),
     ratio: med(proxied, 'rps') / med(direct, 'rps'),
@@ -247,12 +288,23 @@ function report(plan: ProxyPlan, results: Comparison[]): void {
 export async function measureProxy(plan: ProxyPlan): Promise<Comparison[]> {
   const dir = mkdtempSync(join(tmpdir(), 'lr-bench-'));
   let started: Awaited<ReturnType<typeof startLiveroll>> | undefined;
+  let relay: ChildProcess | undefined;
   try {
     started = await startLiveroll(dir);
     const results: Comparison[] = [];
-    for (const path of plan.paths) results.push(await compare(plan, path, started));
+    for (const path of plan.paths) {
+      if (path === RELAYED_PATH) {
+        const { proc, port } = await startRelay(started.childPort);
+        relay = proc;
+        results.push(await compare(plan, path, started, { port, pid: proc.pid ?? 0 }));
+        proc.kill('SIGTERM');
+      } else {
+        results.push(await compare(plan, path, started));
+      }
+    }
     return results;
   } finally {
+    if (relay?.exitCode === null && relay.signalCode === null) relay.kill('SIGKILL');
     if (started) await stopLiveroll(started.proc);
     rmSync(dir, { recursive: true, force: true });
   }

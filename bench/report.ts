@@ -225,6 +225,14 @@ export function liverollReport(
         fmt(s.proxyCpuUsPerRequest, 0),
       ]),
     ),
+    ...proxy
+      .filter((s) => s.relayRatio !== undefined)
+      .map(
+        (s) =>
+          `${s.path} through a plain TCP relay in Node (bench/tcp-relay.ts, parses nothing: a ceiling for ` +
+          `a proxy in Node here): ${fmt(s.relayedRps!, 0)} req/s, ${fmt(s.relayRatio!)}x, ` +
+          `${fmt(s.relayCpuUsPerRequest!, 0)} us CPU/req`,
+      ),
     '',
     'Failed requests through the public port under load (keep-alive and connection-per-request clients); target 0',
     table(

@@ -104,6 +104,9 @@ function checkLiveroll(section: Json): void {
       number(row, key, where);
     }
   }
+  const hello = proxy.find((p) => p.path === '/')!;
+  assert.ok(number(hello, 'relayedRps', 'liveroll.proxy[/]') > 0, 'the relay served requests');
+  number(hello, 'relayRatio', 'liveroll.proxy[/]');
   number(section, 'updates', 'liveroll');
   number(section, 'takeoverMs', 'liveroll');
   summary(section.updateMs, 'liveroll.updateMs');
