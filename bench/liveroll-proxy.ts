@@ -24,6 +24,7 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Pool } from 'undici';
+import { startNode, stopProcess } from './processes.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = join(root, 'dist/src/liveroll/cli.js');
@@ -100,24 +101,6 @@ function startLiveroll(
           resolvePorts({ proc, publicPort: line.port, childPort, pid: proc.pid ?? 0 });
         }
       }
-    });
-  });
-}
-
-/** Starts the relay to `targetPort`; resolves with its process and port. */
-function startRelay(targetPort: number): Promise<{ proc: ChildProcess; port: number }> {
-  const proc = spawn(process.execPath, [relayScript, String(targetPort)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return new Promise((resolvePort, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error('the relay did not start within 10 s')),
-      10_000,
-    );
-    proc.on('exit', (code) => reject(new Error(`the relay exited with ${code}`)));
-    proc.stdout?.setEncoding('utf8').once('data', (chunk: string) => {
-      clearTimeout(timer);
-      resolvePort({ proc, port: (JSON.parse(chunk.split('\n')[0]!) as { port: number }).port });
     });
   });
 }
@@ -288,23 +271,24 @@ function report(plan: ProxyPlan, results: Comparison[]): void {
 export async function measureProxy(plan: ProxyPlan): Promise<Comparison[]> {
   const dir = mkdtempSync(join(tmpdir(), 'lr-bench-'));
   let started: Awaited<ReturnType<typeof startLiveroll>> | undefined;
-  let relay: ChildProcess | undefined;
   try {
     started = await startLiveroll(dir);
     const results: Comparison[] = [];
     for (const path of plan.paths) {
-      if (path === RELAYED_PATH) {
-        const { proc, port } = await startRelay(started.childPort);
-        relay = proc;
-        results.push(await compare(plan, path, started, { port, pid: proc.pid ?? 0 }));
-        proc.kill('SIGTERM');
-      } else {
+      if (path !== RELAYED_PATH) {
         results.push(await compare(plan, path, started));
+        continue;
+      }
+      const relay = startNode(relayScript, [String(started.childPort)]);
+      try {
+        const { port } = (await relay.line('listening', 10_000)) as { port: number };
+        results.push(await compare(plan, path, started, { port, pid: relay.pid }));
+      } finally {
+        await stopProcess(relay);
       }
     }
     return results;
   } finally {
-    if (relay?.exitCode === null && relay.signalCode === null) relay.kill('SIGKILL');
     if (started) await stopLiveroll(started.proc);
     rmSync(dir, { recursive: true, force: true });
   }
