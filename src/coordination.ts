@@ -298,7 +298,12 @@ export async function processExited(pid: number, withinMs = 500): Promise<boolea
   }
 }
 
-/** True when process `pid` no longer exists or is a zombie: it can hold nothing any more. */
+/**
+ * True when process `pid` no longer exists, or is a zombie with no thread left running: then it
+ * holds nothing any more. A zombie alone is not enough: /proc shows the state of the main
+ * thread, and a SIGKILLed Node process's other threads may still be exiting, holding its
+ * descriptors (a listener's port stays bound) until the last of them is done.
+ */
 export function isProcessGone(pid: number): boolean {
   if (pid <= 0) return false;
   try {
@@ -307,9 +312,10 @@ export function isProcessGone(pid: number): boolean {
     return hasCode(err, 'ESRCH');
   }
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state === 'Z' || state === 'X';
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    const state = /^State:\s+(\S)/m.exec(status)?.[1];
+    const threads = Number(/^Threads:\s+(\d+)/m.exec(status)?.[1]);
+    return (state === 'Z' || state === 'X') && threads <= 1;
   } catch {
     return true;
   }

@@ -11,6 +11,8 @@ import net from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import { Upgrader } from 'tableroll';
 import { startLoad } from '../scripts/http-load.js';
+import { isProcessGone } from '../src/coordination.js';
+import { native } from '../src/native.js';
 import { httpGet, openFdCount, startFixture, tempDir, until, type Child } from './helpers.js';
 
 const FIXTURE = 'upgrader-process.js';
@@ -140,4 +142,26 @@ describe('the owner killed at each step of a handoff', () => {
       await until(() => openFdCount() === fdsBefore, `fd count back to ${fdsBefore}`, 5_000);
     });
   }
+});
+
+describe('a SIGKILLed owner', () => {
+  // Regression: /proc shows the main thread's state, and a killed Node process's main thread
+  // can be a zombie while its other threads still hold its descriptors. Counted as gone then,
+  // the newcomer of an interrupted handoff failed to bind the dead owner's port (EADDRINUSE).
+  it('counts as gone only once its listening port can be bound again', async (t) => {
+    for (let i = 0; i < 10; i++) {
+      const dir = tempDir(t);
+      const owner = startFixture(t, FIXTURE, ['--dir', dir, '--id', 'a', '--tcp', 'web']);
+      const listening = await owner.line('listening');
+      const { port } = listening.address as net.AddressInfo;
+      process.kill(owner.pid, 'SIGKILL');
+      // Checked without yielding to the event loop, so that this process (the parent) cannot
+      // reap the zombie in between: the window the bug lived in stays open.
+      const end = Date.now() + 5_000;
+      while (!isProcessGone(owner.pid)) assert.ok(Date.now() < end, 'the owner never went');
+      const fd = native.inetListen('127.0.0.1', port, 4, 8, { ipv6Only: false, reusePort: false });
+      native.close(fd);
+      await owner.exited;
+    }
+  });
 });
