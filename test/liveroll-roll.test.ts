@@ -111,6 +111,71 @@ test(
   },
 );
 
+/**
+ * A `--pull` that prints as `docker pull` does: progress on stdout in many writes, some lines
+ * cut mid-way, a multi-byte character split across two writes, stderr too, and no final
+ * newline.
+ */
+function writePullScript(dir: string): string {
+  const script = join(dir, 'pull.sh');
+  writeFileSync(
+    script,
+    [
+      "printf 'v1: Pulling from library/app\\n'",
+      "printf 'a3ed95caeb02: Pulling fs '",
+      "printf 'layer\\r\\n'",
+      "printf '4f4fb700ef54: Download complete \\342\\234'",
+      "printf '\\223\\n'",
+      "printf 'warning: registry mirror slow\\n' >&2",
+      "printf 'Digest: sha256:0123abcd\\n'",
+      "printf 'partial line on stderr' >&2",
+      "printf 'Status: Image is up to date for app:v1'",
+      '',
+    ].join('\n'),
+  );
+  return `sh ${script}`;
+}
+
+test(
+  'regression: a --pull that prints on stdout and stderr no longer kills liveroll, at start-up or on a tick under load',
+  TIMEOUT,
+  async (t) => {
+    const pullDir = tempDir(t);
+    const { run, dir } = await start(t, [
+      '--interval',
+      '150ms',
+      '--pull',
+      writePullScript(pullDir),
+    ]);
+    const stop = new AbortController();
+    const load = runLoad(run.port, { stop: stop.signal, concurrency: 4, maxMs: 20_000 });
+    await run.waitFor(msg('update skipped: id unchanged'), 'two ticks that pulled', 10_000, 2);
+    writeFileSync(join(dir, 'id'), 'v2');
+    await run.waitFor(msg('update complete', { id: 'v2' }), 'the update to v2');
+    await run.waitFor(msg('update skipped: id unchanged', { id: 'v2' }), 'a tick after it');
+    stop.abort();
+    const result = await load;
+    assert.deepEqual(result.failures, []);
+    assert.ok(result.ok > 0);
+    assert.equal(run.proc.exitCode, null, 'liveroll is still running');
+    const pulled = (stream: string): unknown[] =>
+      run.matching((l) => l.command === 'pull' && l.stream === stream).map((l) => l.msg);
+    assert.deepEqual(pulled('stdout').slice(0, 5), [
+      'v1: Pulling from library/app',
+      'a3ed95caeb02: Pulling fs layer',
+      '4f4fb700ef54: Download complete \u2713',
+      'Digest: sha256:0123abcd',
+      'Status: Image is up to date for app:v1',
+    ]);
+    assert.deepEqual(pulled('stderr').slice(0, 2), [
+      'warning: registry mirror slow',
+      'partial line on stderr',
+    ]);
+    const finished = pulled('stdout').filter((m) => String(m).startsWith('Status:')).length;
+    assert.ok(finished >= 4, `every pull was logged to its last line (${finished} pulls)`);
+  },
+);
+
 test(
   'SIGHUP with the same id replaces the child (never two copies), under load',
   TIMEOUT,

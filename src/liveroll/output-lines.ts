@@ -3,16 +3,24 @@
  * output without newlines cannot grow memory without bound.
  */
 import type { Readable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 
 /** Longest line kept whole; longer ones are cut into pieces of this size. */
 export const MAX_LINE_BYTES = 16 * 1024;
 
-/** Calls `onLine` for every line of `stream` (without its newline), then once more at the end for an unterminated last line. */
+/**
+ * Calls `onLine` for every line of `stream` (without its newline), then once more at the end for
+ * an unterminated last line.
+ *
+ * The stream is left in Buffer mode: another listener may be collecting the same bytes (the
+ * `--id` result), and `setEncoding` here would hand it strings instead. A decoder of our own
+ * keeps a UTF-8 character split across two chunks whole.
+ */
 export function forEachLine(stream: Readable, onLine: (line: string) => void): void {
+  const decoder = new StringDecoder('utf8');
   let pending = '';
-  stream.setEncoding('utf8');
-  stream.on('data', (chunk: string) => {
-    pending += chunk;
+  const take = (text: string): void => {
+    pending += text;
     let start = 0;
     for (;;) {
       const nl = pending.indexOf('\n', start);
@@ -25,8 +33,12 @@ export function forEachLine(stream: Readable, onLine: (line: string) => void): v
       onLine(pending.slice(0, MAX_LINE_BYTES));
       pending = pending.slice(MAX_LINE_BYTES);
     }
+  };
+  stream.on('data', (chunk: Buffer | string) => {
+    take(typeof chunk === 'string' ? chunk : decoder.write(chunk));
   });
   stream.on('end', () => {
+    take(decoder.end());
     if (pending !== '') onLine(stripCr(pending));
     pending = '';
   });
