@@ -38,7 +38,14 @@ export type ResolvedOptions = UpgraderOptions & { upgradeTimeoutMs: number; lock
 
 /** Checks the caller's options and applies the defaults. */
 export function resolveOptions(options: UpgraderOptions): ResolvedOptions {
-  return { ...defaultOptions, ...checkOptions(options) };
+  const given = checkOptions(options);
+  // A key present with the value undefined means "not given": spread as it is, it would
+  // overwrite the default with undefined and leave the wait with no timer at all.
+  return {
+    ...given,
+    upgradeTimeoutMs: given.upgradeTimeoutMs ?? defaultOptions.upgradeTimeoutMs,
+    lockTimeoutMs: given.lockTimeoutMs ?? defaultOptions.lockTimeoutMs,
+  };
 }
 
 function checkOptions(options: UpgraderOptions): UpgraderOptions {

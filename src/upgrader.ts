@@ -43,8 +43,13 @@ import { resolveOptions, type ResolvedOptions, type UpgraderOptions } from './up
 import { UnixChannel, closeAll } from './unix-channel.js';
 import { protocolError } from './protocol.js';
 
-/** Why `upgradeComplete()` resolved. */
-export type CompletionReason = 'upgraded' | 'stopped';
+/**
+ * Why `upgradeComplete()` resolved: 'upgraded' (a newcomer took over), 'stopped' (`stop()` ran),
+ * or 'failed' (this process was a newcomer and its handoff from the previous owner failed or
+ * ran out of time before `ready()` confirmed it: the previous owner kept the sockets, so this
+ * process must stop serving and exit).
+ */
+export type CompletionReason = 'upgraded' | 'stopped' | 'failed';
 
 /** Events of an Upgrader, for tests and supervisors that await real happenings. */
 export interface UpgraderEvents {
@@ -210,8 +215,8 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
       throw new TablerollError(ErrorCodes.ALREADY_READY, 'ready() was already called');
     }
     this.readyCalled = true;
-    this.assertUsable();
     if (this.sessionError) throw this.sessionError;
+    this.assertUsable();
     const session = this.session;
     if (session && !this.ownerGone) await this.confirmWithOwner(session);
     if (this.isStopped()) throw stoppedError();
@@ -239,6 +244,10 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
    * duplicates handed to the application stay open. Idempotent.
    */
   stop(): void {
+    this.shutDown('stopped');
+  }
+
+  private shutDown(reason: 'stopped' | 'failed'): void {
     if (this.state === 'stopped') return;
     this.machine.transition('stopped');
     this.stopping.fire(stoppedError());
@@ -252,7 +261,7 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     this.cancelOffer?.();
     this.cancelOffer = null;
     this.offer = null;
-    this.complete('stopped');
+    this.complete(reason);
     this.emit('stopped');
   }
 
@@ -311,6 +320,11 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     this.failSession(handoffError('the owner hung up before ready() was called'));
   }
 
+  /**
+   * The previous owner keeps its sockets: this newcomer must not go on serving on its copies
+   * unnoticed, alone and forever once a later process took over. It stops (its own copies and
+   * upgrade socket are closed) and `upgradeComplete()` resolves 'failed'; `ready()` rejects.
+   */
   private failSession(error: TablerollError): void {
     if (!this.session) return;
     this.endSession();
@@ -321,6 +335,7 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     });
     this.log.warn({ err: error }, 'the handoff from the previous owner failed');
     this.emit('upgrade-failed', this.sessionError);
+    this.shutDown('failed');
   }
 
   private endSession(): void {

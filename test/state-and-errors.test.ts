@@ -5,6 +5,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { ErrorCodes, TablerollError, Upgrader, defaultOptions } from 'tableroll';
 import { StateMachine, canTransition, type UpgraderState } from '../src/upgrader-state.js';
+import { resolveOptions } from '../src/upgrader-options.js';
 import { ROOT, tempDir } from './helpers.js';
 
 const STATES: UpgraderState[] = ['checking-owner', 'owner', 'transferring', 'draining', 'stopped'];
@@ -74,6 +75,13 @@ describe('errors and options', () => {
     assert.throws(() => {
       (defaultOptions as { upgradeTimeoutMs: number }).upgradeTimeoutMs = 1;
     });
+  });
+
+  it('regression: an option given as undefined keeps its default timeout instead of switching it off', () => {
+    const resolved = resolveOptions({ upgradeTimeoutMs: undefined, lockTimeoutMs: undefined });
+    assert.equal(resolved.upgradeTimeoutMs, defaultOptions.upgradeTimeoutMs);
+    assert.equal(resolved.lockTimeoutMs, defaultOptions.lockTimeoutMs);
+    assert.equal(resolveOptions({ upgradeTimeoutMs: 5 }).upgradeTimeoutMs, 5);
   });
 
   it('rejects bad ids before touching the directory', async (t) => {

@@ -71,6 +71,55 @@ describe('handoffs between processes', () => {
     assert.equal((await first.exited).code, 0);
   });
 
+  it('regression: a newcomer that misses its deadline stops serving and exits, and a late ready() is refused', async (t) => {
+    const dir = tempDir(t);
+    const owner = start(t, dir, 'a', '--tcp', 'web');
+    const port = await portOf(owner);
+    await owner.line('ready');
+    const late = start(
+      t,
+      dir,
+      'b',
+      '--tcp',
+      'web',
+      '--ready',
+      'stdin',
+      '--timeout',
+      '300',
+      '--linger',
+    );
+    assert.equal(await portOf(late), port, 'the newcomer serves on the inherited socket');
+    const failed = await late.line('upgrade-failed');
+    assert.equal(failed.code, 'ERR_TABLEROLL_TIMEOUT');
+    assert.equal((await late.line('complete')).reason, 'failed');
+    late.send('fds');
+    const fds = await late.line('fds');
+    assert.equal(fds.state, 'stopped', 'the failed newcomer is no longer an upgrader in waiting');
+    late.send('ready');
+    const refused = await late.line('ready-failed');
+    assert.equal(refused.code, 'ERR_TABLEROLL_TIMEOUT', 'ready() after the deadline is refused');
+    // The owner still owns the port, and a next version takes over from it, not from b.
+    assert.equal(fs.readFileSync(path.join(dir, 'pid'), 'utf8'), 'a');
+    const next = start(t, dir, 'c', '--tcp', 'web');
+    await next.line('ready');
+    assert.deepEqual(await owner.exited, { code: 0, signal: null });
+    assert.equal(fs.readFileSync(path.join(dir, 'pid'), 'utf8'), 'c');
+  });
+
+  it('regression: a newcomer that misses its deadline exits after draining, when it lets upgradeComplete() decide', async (t) => {
+    const dir = tempDir(t);
+    const owner = start(t, dir, 'a', '--tcp', 'web');
+    const port = await portOf(owner);
+    await owner.line('ready');
+    const late = start(t, dir, 'b', '--tcp', 'web', '--ready', 'stdin', '--timeout', '300');
+    await late.line('listening');
+    assert.equal((await late.line('complete')).reason, 'failed');
+    assert.deepEqual(await late.exited, { code: 0, signal: null });
+    for (let i = 0; i < 20; i++) {
+      assert.equal((await httpGet({ port, host: '127.0.0.1' })).body.trim(), pidBody(owner));
+    }
+  });
+
   it('survives a newcomer SIGKILLed before ready: the owner keeps serving, the next upgrade works', async (t) => {
     const dir = tempDir(t);
     const owner = start(t, dir, 'a', '--tcp', 'web');
