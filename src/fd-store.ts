@@ -4,8 +4,11 @@
  * The store keeps its own copy of every descriptor and hands the application duplicates, so the
  * application may close its servers at will without invalidating what the store will send, and
  * the store never closes an fd the application uses. Entries inherited from the previous owner
- * are returned for the same id instead of binding again, and are passed on to the next owner
- * whether or not this process used them (Go v3+ silently drops unused conns and files).
+ * are returned for the same id instead of binding again. Inherited conns and files are passed
+ * on whether or not this process used them (Go v3+ silently drops them). An inherited listener
+ * that this process never asked for by `ready()` is closed there by default: kept, it would
+ * queue connections that nobody accepts (a port the new version moved away from becomes a
+ * black hole, where a closed port refuses at once).
  */
 import dns from 'node:dns/promises';
 import fs from 'node:fs';
@@ -14,6 +17,7 @@ import { ErrorCodes, TablerollError, hasCode } from './errors.js';
 import { isStaleSocket } from './coordination.js';
 import { native, type SocketInfo } from './native.js';
 import type { FdKind, MetadataEntry } from './protocol.js';
+import type { Logger } from './logger.js';
 
 /** What `server.listen(...)`, `socket.bind(...)` and `new net.Socket(...)` take: an fd. */
 export interface FdHandle {
@@ -79,11 +83,14 @@ const DEFAULT_BACKLOG = 511;
 /** The descriptors this process owns and will hand over, by id. */
 export class Fds {
   private readonly entries = new Map<string, StoredFd>();
+  /** Inherited ids this process has asked for (listen, listener, conn, file). */
+  private readonly claimed = new Set<string>();
 
   /** @internal Created by the Upgrader. */
   constructor(
     private readonly guard: StoreGuard,
     inherited: readonly StoredFd[] = [],
+    private readonly log?: Logger,
   ) {
     for (const entry of inherited) this.entries.set(entry.id, entry);
   }
@@ -95,7 +102,10 @@ export class Fds {
   async listen(id: string, options: TcpListenOptions | UnixListenOptions): Promise<FdHandle> {
     checkId(id);
     const found = this.lookup(id, 'listener');
-    if (found) return found;
+    if (found) {
+      this.warnIfMoved(id, options);
+      return found;
+    }
     if ('path' in options && typeof options.path === 'string')
       return this.create(id, () => bindUnix(options));
     const tcp = options as TcpListenOptions;
@@ -173,6 +183,28 @@ export class Fds {
     return [...this.entries.values()];
   }
 
+  /**
+   * @internal At ready(): closes the store's copy of every inherited listener this process never
+   * asked for, and logs what it does with each unclaimed entry. Returns the ids closed.
+   */
+  closeUnclaimedListeners(keep: boolean): string[] {
+    const closed: string[] = [];
+    for (const entry of this.entries.values()) {
+      if (!entry.inherited || this.claimed.has(entry.id)) continue;
+      const fields = { fdId: entry.id, kind: entry.kind, addr: entry.addr };
+      if (entry.kind !== 'listener' || keep) {
+        this.log?.info(fields, 'passing on an inherited descriptor this process did not use');
+        continue;
+      }
+      this.log?.warn(fields, 'closing an inherited listener this process did not ask for');
+      this.entries.delete(entry.id);
+      native.close(entry.fd);
+      closed.push(entry.id);
+    }
+    if (closed.length > 0) this.guard.changed();
+    return closed;
+  }
+
   /** @internal Closes the store's copies (never the duplicates handed out). */
   closeAll(): void {
     for (const entry of this.entries.values()) {
@@ -195,7 +227,26 @@ export class Fds {
         `id ${JSON.stringify(id)} holds a ${entry.kind}, not a ${kind}`,
       );
     }
-    return { fd: native.dup(entry.fd) };
+    const copy = { fd: native.dup(entry.fd) };
+    this.claimed.add(id);
+    return copy;
+  }
+
+  /** An inherited listener is returned as it is: say so when the caller asked for another address. */
+  private warnIfMoved(id: string, options: TcpListenOptions | UnixListenOptions): void {
+    const entry = this.entries.get(id);
+    if (!entry?.inherited) return;
+    const wanted =
+      'path' in options && typeof options.path === 'string'
+        ? options.path
+        : (options as TcpListenOptions).port;
+    const had = entry.network === 'unix' ? entry.addr : portOf(entry.addr);
+    // Port 0 asks for any port; an address Go left empty says nothing.
+    if (wanted === 0 || had === 0 || had === undefined || had === '' || had === wanted) return;
+    this.log?.warn(
+      { fdId: id, inherited: entry.addr, asked: wanted },
+      'returning the inherited listener, which differs from the address asked for: use another id for another address',
+    );
   }
 
   private create(id: string, make: () => Omit<StoredFd, 'id' | 'inherited'>): FdHandle {
@@ -264,6 +315,12 @@ async function resolveHost(
   const family = type === 'udp4' ? 4 : type === 'udp6' ? 6 : 0;
   const found = await dns.lookup(given, { family });
   return { given, address: found.address, family: found.family === 6 ? 6 : 4 };
+}
+
+/** The port at the end of `host:port` or `[v6]:port`; undefined when there is none. */
+function portOf(addr: string): number | undefined {
+  const match = /:(\d+)$/.exec(addr);
+  return match ? Number(match[1]) : undefined;
 }
 
 function joinHostPort(host: string, port: number): string {

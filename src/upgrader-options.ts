@@ -27,6 +27,13 @@ export interface UpgraderOptions {
    * FileDescriptorName=, unless the previous owner handed over the same id. Default true.
    */
   socketActivation?: boolean;
+  /**
+   * Keep inherited listeners this process never asked for (through `fds.listen` or
+   * `fds.listener`) by the time it calls `ready()`, and pass them on. Default false: they are
+   * closed in `ready()`, so a port the new version no longer serves refuses connections instead
+   * of queueing them where nobody accepts. Set it if you take a listener only after `ready()`.
+   */
+  keepUnclaimedListeners?: boolean;
 }
 
 /** The defaults of UpgraderOptions. */

@@ -186,6 +186,7 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
         changed: () => this.storeChanged(),
       },
       parts.inherited,
+      this.log,
     );
     this.acceptPoller = new native.Poller(this.socket.fd, () => this.acceptAll());
     this.acceptPoller.unref();
@@ -223,6 +224,7 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     this.pidFile!.write(this.id);
     this.log.debug({ step: 'pid-written' }, 'recorded this process as the owner');
     this.machine.transition('owner');
+    this.fds.closeUnclaimedListeners(this.options.keepUnclaimedListeners === true);
     this.endSession();
     this.releaseLock();
     this.log.info('this process is now the owner');

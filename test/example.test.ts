@@ -6,7 +6,25 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import net from 'node:net';
 import { ROOT, httpGet, startCommand, tempDir } from './helpers.js';
+
+/** Ports the kernel picks as free now (held together, so they differ), then released. */
+async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<net.Server>((resolve) => {
+          const server = net.createServer();
+          server.listen(0, '127.0.0.1', () => resolve(server));
+        }),
+    ),
+  );
+  const ports = servers.map((server) => (server.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  return ports;
+}
 
 const EXAMPLE = path.join(ROOT, 'dist/examples/http-server.js');
 
@@ -38,6 +56,23 @@ describe('examples/http-server', () => {
     assert.equal((await httpGet({ port, host: '127.0.0.1' })).body, `hello from ${second.pid}\n`);
     second.proc.kill('SIGTERM');
     assert.equal((await second.line('exit')).reason, 'stopped');
+    assert.equal((await second.exited).code, 0);
+  });
+
+  it('regression: a next version on another --port leaves the old port refusing, not hanging', async (t) => {
+    const dir = tempDir(t);
+    const [portA = 0, portB = 0] = await freePorts(2);
+    const first = startCommand(t, process.execPath, [EXAMPLE, '--dir', dir, '--port', `${portA}`]);
+    await first.line('ready');
+    const second = startCommand(t, process.execPath, [EXAMPLE, '--dir', dir, '--port', `${portB}`]);
+    assert.equal((await second.line('ready')).port, portB);
+    assert.equal((await first.exited).code, 0);
+    assert.equal(
+      (await httpGet({ port: portB, host: '127.0.0.1' })).body,
+      `hello from ${second.pid}\n`,
+    );
+    await assert.rejects(httpGet({ port: portA, host: '127.0.0.1' }), { code: 'ECONNREFUSED' });
+    second.proc.kill('SIGTERM');
     assert.equal((await second.exited).code, 0);
   });
 });

@@ -349,6 +349,48 @@ describe('handoff between two upgraders in one process', () => {
     assert.equal((await echoed).toString(), 'still here');
   });
 
+  it('regression: closes in ready() an inherited listener it never asked for, so its port refuses instead of hanging', async (t) => {
+    const dir = tempDir(t);
+    const a = await upgrader(t, dir, 'a');
+    const serverA = await serve(t, await a.fds.listen('old', { host: '127.0.0.1', port: 0 }), 'a');
+    const oldPort = portOf(serverA);
+    await a.ready();
+    const b = await upgrader(t, dir, 'b');
+    assert.ok(b.fds.has('old'), 'inherited until ready()');
+    await serve(t, await b.fds.listen('new', { host: '127.0.0.1', port: 0 }), 'b');
+    await b.ready();
+    assert.equal(b.fds.has('old'), false);
+    assert.equal(await a.upgradeComplete(), 'upgraded');
+    await drainHttpServer(serverA, { timeoutMs: 1_000 });
+    a.stop();
+    const refused = await new Promise<string>((resolve) => {
+      const socket = net.connect(oldPort, '127.0.0.1');
+      socket.on('connect', () => resolve('connected'));
+      socket.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'));
+    });
+    assert.equal(refused, 'ECONNREFUSED');
+  });
+
+  it('keeps an unclaimed inherited listener with keepUnclaimedListeners, for the next process', async (t) => {
+    const dir = tempDir(t);
+    const a = await upgrader(t, dir, 'a');
+    await a.fds.listen('later', { host: '127.0.0.1', port: 0 });
+    await a.ready();
+    const b = await Upgrader.create(dir, 'b', { keepUnclaimedListeners: true });
+    t.after(() => b.stop());
+    await b.ready();
+    await a.upgradeComplete();
+    a.stop();
+    const c = await upgrader(t, dir, 'c');
+    assert.deepEqual(
+      c.fds.list().map((entry) => entry.id),
+      ['later'],
+    );
+    const server = await serve(t, await c.fds.listen('later', { host: '127.0.0.1', port: 0 }), 'c');
+    await c.ready();
+    assert.equal((await httpGet({ port: portOf(server), host: '127.0.0.1' })).body, 'c');
+  });
+
   it('checks kinds and duplicates in the fd store', async (t) => {
     const dir = tempDir(t);
     const a = await upgrader(t, dir, 'a');

@@ -21,8 +21,15 @@ async function tableroll(): Promise<typeof import('../index.js')> {
   return import('../index.js');
 }
 
-/** The id of the public listener in the Upgrader's fd store; shared by every liveroll version. */
-export const PUBLIC_LISTENER_ID = 'liveroll-http';
+/**
+ * The id of the public listener in the Upgrader's fd store, shared by every liveroll version:
+ * the port is part of it, so an instance started with another `--port` binds that port, and the
+ * old port, which nobody asks for any more, is closed when it becomes ready (refused rather
+ * than left queueing connections).
+ */
+export function publicListenerId(port: number): string {
+  return `liveroll-http-${port}`;
+}
 
 /** Where and how to hold the public port. */
 export interface PublicListenerOptions {
@@ -76,7 +83,10 @@ export class PublicListener {
     );
     try {
       const host = options.host === '' ? undefined : options.host;
-      const handle = await upgrader.fds.listen(PUBLIC_LISTENER_ID, { host, port: options.port });
+      const handle = await upgrader.fds.listen(publicListenerId(options.port), {
+        host,
+        port: options.port,
+      });
       return new PublicListener(upgrader, handle);
     } catch (err) {
       upgrader.stop();
