@@ -89,7 +89,11 @@ export function prepareDirectory(dir: string): void {
   }
 }
 
-/** mkdir -p with mode 0700; something else by that name is left for the caller's checks. */
+/**
+ * mkdir -p with mode 0700; something else by that name is left for the caller's checks. Not
+ * node:fs's recursive mkdir: it never returns for a path under /proc (Node 20 to 26 loop when
+ * mkdir says ENOENT under a parent that exists).
+ */
 function makeDirectory(dir: string): void {
   try {
     native.mkdir(dir, 0o700);
@@ -97,13 +101,11 @@ function makeDirectory(dir: string): void {
   } catch (err) {
     if (hasCode(err, 'ENOTDIR')) return;
     if (!hasCode(err, 'ENOENT')) throw err;
+    const parent = path.dirname(dir);
+    if (parent === dir) throw err;
+    makeDirectory(parent);
   }
-  // Missing parents: rare enough for node:fs.
-  try {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  } catch (err) {
-    if (!hasCode(err, 'EEXIST', 'ENOTDIR')) throw err;
-  }
+  native.mkdir(dir, 0o700);
 }
 
 /** The `pid` file, opened for the duration of one lock. */

@@ -14,6 +14,16 @@ export const ErrorCodes = {
   INVALID_ARGUMENT: 'ERR_TABLEROLL_INVALID_ARGUMENT',
   /** The coordination directory is not a directory, belongs to someone else, or others can write it. */
   UNSAFE_DIRECTORY: 'ERR_TABLEROLL_UNSAFE_DIRECTORY',
+  /**
+   * A system call on the coordination directory failed (a missing parent, a read-only file
+   * system, no permission, a name too long): `cause` is the syscall error, with its `code`.
+   */
+  DIRECTORY_FAILED: 'ERR_TABLEROLL_DIRECTORY_FAILED',
+  /**
+   * `fds.listen` or `fds.listenUdp` could not resolve or bind the address (EADDRINUSE, EACCES,
+   * EADDRNOTAVAIL, ENOTFOUND ...): `cause` is the syscall or DNS error, with its `code`.
+   */
+  LISTEN_FAILED: 'ERR_TABLEROLL_LISTEN_FAILED',
   /** Another live process is listening on the upgrade socket of this id. */
   ID_IN_USE: 'ERR_TABLEROLL_ID_IN_USE',
   /** The caller's AbortSignal fired. */
@@ -85,4 +95,14 @@ export function hasCode(err: unknown, ...codes: string[]): err is SyscallError {
     typeof (err as { code?: unknown }).code === 'string' &&
     codes.includes((err as { code: string }).code)
   );
+}
+
+/**
+ * `err` as a TablerollError: one already is passes through; anything else (a syscall error of
+ * the addon or of node:fs, a DNS error) becomes `code` with `err` as its cause.
+ */
+export function asTablerollError(err: unknown, code: ErrorCode, what: string): TablerollError {
+  if (err instanceof TablerollError) return err;
+  const detail = err instanceof Error ? err.message : String(err);
+  return new TablerollError(code, `${what}: ${detail}`, { cause: err });
 }

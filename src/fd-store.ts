@@ -13,7 +13,7 @@
 import dns from 'node:dns/promises';
 import fs from 'node:fs';
 import net from 'node:net';
-import { ErrorCodes, TablerollError, hasCode } from './errors.js';
+import { ErrorCodes, TablerollError, asTablerollError, hasCode } from './errors.js';
 import { isStaleSocket } from './coordination.js';
 import { native, type SocketInfo } from './native.js';
 import type { FdKind, MetadataEntry } from './protocol.js';
@@ -100,7 +100,19 @@ export class Fds {
    * new one. Pass the result to `server.listen()`. Each call returns a new duplicate fd.
    */
   async listen(id: string, options: TcpListenOptions | UnixListenOptions): Promise<FdHandle> {
+    try {
+      return await this.listenOn(id, options);
+    } catch (err) {
+      throw asTablerollError(err, ErrorCodes.LISTEN_FAILED, `cannot listen for ${describeId(id)}`);
+    }
+  }
+
+  private async listenOn(
+    id: string,
+    options: TcpListenOptions | UnixListenOptions,
+  ): Promise<FdHandle> {
     checkId(id);
+    checkOptionsObject(options);
     const found = this.lookup(id, 'listener');
     if (found) {
       this.warnIfMoved(id, options);
@@ -119,7 +131,16 @@ export class Fds {
    * one, else a new one. Pass the result to `dgram.Socket#bind()`.
    */
   async listenUdp(id: string, options: UdpListenOptions): Promise<FdHandle> {
+    try {
+      return await this.bindUdpFor(id, options);
+    } catch (err) {
+      throw asTablerollError(err, ErrorCodes.LISTEN_FAILED, `cannot bind ${describeId(id)}`);
+    }
+  }
+
+  private async bindUdpFor(id: string, options: UdpListenOptions): Promise<FdHandle> {
     checkId(id);
+    checkOptionsObject(options);
     const found = this.lookup(id, 'conn');
     if (found) return found;
     checkPort(options.port);
@@ -266,7 +287,16 @@ export class Fds {
         `id ${JSON.stringify(id)} is already stored`,
       );
     }
-    const fd = native.dup(fdOf(source));
+    let fd: number;
+    try {
+      fd = native.dup(fdOf(source));
+    } catch (err) {
+      throw asTablerollError(
+        err,
+        ErrorCodes.INVALID_ARGUMENT,
+        `${describeId(id)}: not an open descriptor`,
+      );
+    }
     try {
       const described = describe(kind, fd, name);
       this.entries.set(id, { ...described, id, fd, inherited: false });
@@ -278,9 +308,19 @@ export class Fds {
   }
 }
 
+function describeId(id: unknown): string {
+  return `id ${JSON.stringify(id)}`;
+}
+
 function checkId(id: unknown): asserts id is string {
   if (typeof id !== 'string' || id.length === 0) {
     throw new TablerollError(ErrorCodes.INVALID_ARGUMENT, 'an fd id must be a non-empty string');
+  }
+}
+
+function checkOptionsObject(options: unknown): void {
+  if (typeof options !== 'object' || options === null) {
+    throw new TablerollError(ErrorCodes.INVALID_ARGUMENT, 'listen options must be an object');
   }
 }
 

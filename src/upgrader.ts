@@ -17,7 +17,7 @@ import {
   type UpgradeSocket,
 } from './coordination.js';
 import { Deadline, soon, throwIfAborted } from './deadline.js';
-import { ErrorCodes, TablerollError } from './errors.js';
+import { ErrorCodes, TablerollError, asTablerollError } from './errors.js';
 import { Fds, type StoredFd } from './fd-store.js';
 import { resolveLogger, type Logger } from './logger.js';
 import { READABLE, native, type Poller } from './native.js';
@@ -114,6 +114,18 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
    * owner. Either way it holds the coordination lock until `ready()`.
    */
   static async create(dir: string, id: string, options: UpgraderOptions = {}): Promise<Upgrader> {
+    try {
+      return await Upgrader.join(dir, id, options);
+    } catch (err) {
+      throw asTablerollError(
+        err,
+        ErrorCodes.DIRECTORY_FAILED,
+        `cannot join the coordination directory ${String(dir)}`,
+      );
+    }
+  }
+
+  private static async join(dir: string, id: string, options: UpgraderOptions): Promise<Upgrader> {
     const opts = resolveOptions(options);
     validateId(dir, id);
     throwIfAborted(opts.signal);

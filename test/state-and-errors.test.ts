@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { ErrorCodes, TablerollError, Upgrader, defaultOptions } from 'tableroll';
@@ -53,12 +54,14 @@ describe('errors and options', () => {
       'ERR_TABLEROLL_ADDON_MISSING',
       'ERR_TABLEROLL_ALREADY_READY',
       'ERR_TABLEROLL_BUG',
+      'ERR_TABLEROLL_DIRECTORY_FAILED',
       'ERR_TABLEROLL_DUPLICATE_ID',
       'ERR_TABLEROLL_HANDOFF_FAILED',
       'ERR_TABLEROLL_ID_IN_USE',
       'ERR_TABLEROLL_INVALID_ARGUMENT',
       'ERR_TABLEROLL_INVALID_ID',
       'ERR_TABLEROLL_KIND_MISMATCH',
+      'ERR_TABLEROLL_LISTEN_FAILED',
       'ERR_TABLEROLL_PEER_REJECTED',
       'ERR_TABLEROLL_PROTOCOL',
       'ERR_TABLEROLL_STOPPED',
@@ -115,6 +118,51 @@ describe('errors and options', () => {
       });
     }
     await assert.rejects(Upgrader.create('', 'a'), { code: ErrorCodes.INVALID_ARGUMENT });
+  });
+
+  it('regression: failed syscalls of create() and listen() are TablerollErrors with the syscall error as cause', async (t) => {
+    const dir = tempDir(t);
+    const file = path.join(dir, 'file');
+    fs.writeFileSync(file, '');
+    const cases: [string, string][] = [
+      [path.join(file, 'coord'), 'ENOTDIR'],
+      // Under /proc a parent exists but mkdir says ENOENT: node:fs's recursive mkdir loops.
+      ['/proc/tableroll-test/coord', 'ENOENT'],
+    ];
+    for (const [where, code] of cases) {
+      const err = await Upgrader.create(where, 'a').then(
+        () => assert.fail(`create(${where}) succeeded`),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof TablerollError, `${code}: ${String(err)}`);
+      assert.equal(err.code, ErrorCodes.DIRECTORY_FAILED);
+      assert.equal((err.cause as { code?: string }).code, code);
+    }
+    const upgrader = await Upgrader.create(path.join(dir, 'coord'), 'a');
+    t.after(() => upgrader.stop());
+    const held = net.createServer();
+    await new Promise<void>((resolve) => held.listen(0, '127.0.0.1', resolve));
+    t.after(() => held.close());
+    const { port } = held.address() as net.AddressInfo;
+    const listenCases: [() => Promise<unknown>, string][] = [
+      [() => upgrader.fds.listen('busy', { host: '127.0.0.1', port }), 'EADDRINUSE'],
+      [() => upgrader.fds.listen('dns', { host: 'no-such-host.invalid', port: 0 }), 'ENOTFOUND'],
+      [() => upgrader.fds.listenUdp('udp', { host: '192.0.2.1', port: 0 }), 'EADDRNOTAVAIL'],
+    ];
+    for (const [attempt, code] of listenCases) {
+      const err = await attempt().then(
+        () => assert.fail(`${code}: listen succeeded`),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof TablerollError, `${code}: ${String(err)}`);
+      assert.equal(err.code, ErrorCodes.LISTEN_FAILED);
+      assert.equal((err.cause as { code?: string }).code, code);
+    }
+    await assert.rejects(upgrader.fds.listen('x', null as never), {
+      code: ErrorCodes.INVALID_ARGUMENT,
+    });
+    assert.throws(() => upgrader.fds.addFile('f', 987_654), { code: ErrorCodes.INVALID_ARGUMENT });
+    assert.deepEqual(upgrader.fds.list(), [], 'nothing half-made was stored');
   });
 
   it('rejects an aborted signal with ERR_TABLEROLL_ABORTED and leaves nothing behind', async (t) => {

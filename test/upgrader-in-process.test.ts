@@ -428,6 +428,8 @@ describe('handoff between two upgraders in one process', () => {
     assert.equal(a.fds.remove('gone'), true);
     const b = await upgrader(t, dir, 'b');
     assert.deepEqual(ids(b), ['early', 'late']);
+    await listen(b, 'early');
+    await listen(b, 'late');
     await b.ready();
     await a.upgradeComplete();
     // Changed just before a newcomer comes: whatever b encoded after its ready() is stale.

@@ -159,7 +159,7 @@ describe('handoffs between processes', () => {
     const owner = start(t, dir, 'a', '--tcp', 'web', '--timeout', '500');
     const port = await portOf(owner);
     await owner.line('ready');
-    const hung = start(t, dir, 'b', '--tcp', 'web', '--ready', 'stdin');
+    const hung = start(t, dir, 'b', '--tcp', 'web', '--ready', 'stdin', '--linger');
     await hung.line('created');
     const failed = await owner.line('upgrade-failed');
     assert.equal(failed.code, 'ERR_TABLEROLL_TIMEOUT');
