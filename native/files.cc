@@ -27,6 +27,9 @@ static Napi::Value StatObject(Napi::Env env, const struct stat& st) {
   result.Set("size", static_cast<double>(st.st_size));
   result.Set("ino", static_cast<double>(st.st_ino));
   result.Set("dev", static_cast<double>(st.st_dev));
+  result.Set("nlink", static_cast<double>(st.st_nlink));
+  result.Set("mtimeMs", static_cast<double>(st.st_mtim.tv_sec) * 1e3 +
+                            static_cast<double>(st.st_mtim.tv_nsec) / 1e6);
   return result;
 }
 
@@ -45,6 +48,15 @@ static Napi::Value Stat(const Napi::CallbackInfo& info) {
   struct stat st;
   if (!ReadPath(info, 0, "path", &path)) return {};
   if (stat(path.c_str(), &st) == -1) return ThrowErrno(info.Env(), errno, "stat", path);
+  return StatObject(info.Env(), st);
+}
+
+// The link itself, not what it points to: the coordination directory's checks refuse symlinks.
+static Napi::Value Lstat(const Napi::CallbackInfo& info) {
+  std::string path;
+  struct stat st;
+  if (!ReadPath(info, 0, "path", &path)) return {};
+  if (lstat(path.c_str(), &st) == -1) return ThrowErrno(info.Env(), errno, "lstat", path);
   return StatObject(info.Env(), st);
 }
 
@@ -125,6 +137,7 @@ void RegisterFiles(Napi::Env env, Napi::Object exports) {
   exports.Set("mkdir", Napi::Function::New(env, Mkdir, "mkdir"));
   exports.Set("stat", Napi::Function::New(env, Stat, "stat"));
   exports.Set("fstat", Napi::Function::New(env, Fstat, "fstat"));
+  exports.Set("lstat", Napi::Function::New(env, Lstat, "lstat"));
   exports.Set("open", Napi::Function::New(env, Open, "open"));
   exports.Set("chmod", Napi::Function::New(env, Chmod, "chmod"));
   exports.Set("fchmod", Napi::Function::New(env, Fchmod, "fchmod"));

@@ -3,8 +3,12 @@
  * and the lock, and each process's upgrade socket `<dir>/<id>.sock`.
  *
  * The directory is the trust boundary: whoever can connect to an owner's socket can take its
- * listening sockets. So the directory must belong to us and be closed to other users, and the
- * files we create in it are owner-only.
+ * listening sockets. So the directory must belong to us and be closed to other users, every
+ * directory and symlink on the way to it must belong to us or to root, and the files we create
+ * in it are owner-only. Only we (or root) can then add, replace or remove anything in it, and
+ * no other user can swap a path component between our checks and our use of the path. Symlinks
+ * in it are refused all the same: a `pid` or `<id>.sock` that is a symlink (or another kind of
+ * file, or another user's) is never written, chmodded, unlinked or connected to.
  *
  * The calls a handoff makes go through the addon (native.open, native.stat ...) rather than
  * node:fs: the first call of each fs function compiles a chain of Node's internal JavaScript,
@@ -17,7 +21,11 @@ import { delay, type Deadline } from './deadline.js';
 import { native, type FileStatus } from './native.js';
 import type { Logger } from './logger.js';
 
-const { S_IFMT, S_IFDIR, S_IFREG } = fs.constants;
+const { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFSOCK } = fs.constants;
+/** Longest `pid` file read: an id fits a socket path, so anything longer is not an id. */
+export const MAX_PID_FILE_BYTES = 4096;
+/** Symlinks followed while checking the path to the directory, as the kernel's limit. */
+const MAX_SYMLINKS = 40;
 
 /** Name of the owner record and lock file inside the coordination directory. */
 export const PID_FILE = 'pid';
@@ -63,9 +71,15 @@ export function isTrustedUid(uid: number): boolean {
   return uid === myUid() || uid === 0;
 }
 
+function unsafe(what: string, why: string): TablerollError {
+  return new TablerollError(ErrorCodes.UNSAFE_DIRECTORY, `${what} ${why}`, { final: true });
+}
+
 /**
- * Creates the directory (0700) if needed and refuses one that another user owns or may write
- * to. A world-writable directory is only allowed when it is sticky and ours.
+ * Creates the directory (0700) if needed and refuses it unless it is ours and closed to other
+ * users (group and others may not write to it, sticky or not: a shared directory such as /tmp
+ * lets another user plant names in it), and unless every directory and symlink on the way to it
+ * belongs to us or root.
  */
 export function prepareDirectory(dir: string): void {
   if (typeof dir !== 'string' || dir.length === 0) {
@@ -74,18 +88,72 @@ export function prepareDirectory(dir: string): void {
       'the coordination directory must be a path',
     );
   }
-  makeDirectory(dir);
-  const stat = native.stat(dir);
-  const unsafe = (why: string): TablerollError =>
-    new TablerollError(ErrorCodes.UNSAFE_DIRECTORY, `coordination directory ${dir} ${why}`, {
-      final: true,
-    });
-  if (!isKind(stat, S_IFDIR)) throw unsafe('is not a directory');
-  if (stat.uid !== myUid()) throw unsafe(`belongs to uid ${stat.uid}, not to us (uid ${myUid()})`);
-  const othersMayWrite = (stat.mode & 0o022) !== 0;
-  const sticky = (stat.mode & 0o1000) !== 0;
-  if (othersMayWrite && !sticky) {
-    throw unsafe(`is writable by other users (mode ${(stat.mode & 0o7777).toString(8)})`);
+  const what = `coordination directory ${dir}`;
+  const absolute = path.resolve(dir);
+  // What exists of the path is checked before anything is made in it.
+  if (checkPath(absolute, what, true) === null) makeDirectory(dir);
+  const stat = checkPath(absolute, what, false)!;
+  if (!isKind(stat, S_IFDIR)) throw unsafe(what, 'is not a directory');
+  if (stat.uid !== myUid()) {
+    throw unsafe(what, `belongs to uid ${stat.uid}, not to us (uid ${myUid()})`);
+  }
+  if ((stat.mode & 0o022) !== 0) {
+    throw unsafe(
+      what,
+      `is writable by other users (mode ${(stat.mode & 0o7777).toString(8)}): use a private directory, such as one made 0700 inside it`,
+    );
+  }
+}
+
+/**
+ * Walks `absolute` from the root as the kernel would, following symlinks, and refuses a symlink
+ * or a directory on the way that belongs to another user (not us, not root), or a directory on
+ * the way that others may write to unless it is sticky (then they cannot replace what is in it).
+ * Returns the status of what the path names in the end; null if `allowMissing` and some
+ * component does not exist (everything before it was checked).
+ */
+function checkPath(absolute: string, what: string, allowMissing: boolean): FileStatus | null {
+  const pending = absolute.split('/').filter((part) => part !== '');
+  let current = '/';
+  let stat = native.lstat(current);
+  let links = 0;
+  while (pending.length > 0) {
+    const part = pending.shift()!;
+    if (part === '.') continue;
+    checkAncestor(current, stat, what);
+    const next = part === '..' ? path.dirname(current) : path.join(current, part);
+    let found: FileStatus;
+    try {
+      found = native.lstat(next);
+    } catch (err) {
+      if (allowMissing && hasCode(err, 'ENOENT')) return null;
+      throw err;
+    }
+    if (!isKind(found, S_IFLNK)) {
+      current = next;
+      stat = found;
+      continue;
+    }
+    if (!isTrustedUid(found.uid)) {
+      throw unsafe(what, `goes through ${next}, a symlink of uid ${found.uid}`);
+    }
+    if (++links > MAX_SYMLINKS) throw unsafe(what, 'goes through too many symlinks');
+    const target = fs.readlinkSync(next);
+    pending.unshift(...target.split('/').filter((p) => p !== ''));
+    if (target.startsWith('/')) {
+      current = '/';
+      stat = native.lstat(current);
+    }
+  }
+  return stat;
+}
+
+function checkAncestor(dir: string, stat: FileStatus, what: string): void {
+  if (!isTrustedUid(stat.uid)) {
+    throw unsafe(what, `is inside ${dir}, which belongs to uid ${stat.uid}`);
+  }
+  if ((stat.mode & 0o022) !== 0 && (stat.mode & 0o1000) === 0) {
+    throw unsafe(what, `is inside ${dir}, which other users may write to and is not sticky`);
   }
 }
 
@@ -115,18 +183,18 @@ export class PidFile {
     readonly path: string,
   ) {}
 
-  /** Opens (creating, owner-only) `<dir>/pid`; refuses a pid file that another user owns. */
+  /**
+   * Opens (creating, owner-only) `<dir>/pid`, never through a symlink; refuses anything but a
+   * regular file of ours with one link before changing it in any way.
+   */
   static open(dir: string): PidFile {
     const file = path.join(dir, PID_FILE);
-    const fd = native.open(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+    const fd = openNoFollow(file, fs.constants.O_RDWR | fs.constants.O_CREAT);
     try {
       const stat = native.fstat(fd);
-      if (!isKind(stat, S_IFREG) || stat.uid !== myUid()) {
-        throw new TablerollError(
-          ErrorCodes.UNSAFE_DIRECTORY,
-          `${file} is not a regular file of ours (uid ${stat.uid})`,
-          { final: true },
-        );
+      if (!isKind(stat, S_IFREG) || stat.uid !== myUid() || stat.nlink !== 1) {
+        const kind = isKind(stat, S_IFREG) ? `a file with ${stat.nlink} links` : 'not a file';
+        throw unsafe(file, `is not a regular file of ours (uid ${stat.uid}, ${kind})`);
       }
       // Go creates it 0755: tighten it, nobody else needs to read who the owner is.
       if ((stat.mode & 0o077) !== 0) native.fchmod(fd, 0o600);
@@ -158,7 +226,11 @@ export class PidFile {
 
   /** The owner's id as raw bytes; empty when there is no owner. Not trimmed. */
   read(): Buffer {
-    return readWhole(this.fd);
+    const data = readCapped(this.fd);
+    if (data.length > MAX_PID_FILE_BYTES) {
+      throw unsafe(this.path, `holds more than ${MAX_PID_FILE_BYTES} bytes: not an owner id`);
+    }
+    return data;
   }
 
   /** Records `id` as the owner, no newline. Only while holding the lock. */
@@ -183,9 +255,20 @@ function isKind(stat: FileStatus, kind: number): boolean {
   return (stat.mode & S_IFMT) === kind;
 }
 
-/** All of an open file, read from its start. */
-function readWhole(fd: number): Buffer {
-  const buf = Buffer.allocUnsafe(native.fstat(fd).size);
+/** open(2) with O_NOFOLLOW: a symlink is refused with ERR_TABLEROLL_UNSAFE_DIRECTORY. */
+function openNoFollow(file: string, flags: number): number {
+  try {
+    return native.open(file, flags | fs.constants.O_NOFOLLOW, 0o600);
+  } catch (err) {
+    if (hasCode(err, 'ELOOP')) throw unsafe(file, 'is a symlink');
+    throw err;
+  }
+}
+
+/** An open file from its start, at most MAX_PID_FILE_BYTES + 1 bytes of it. */
+function readCapped(fd: number): Buffer {
+  const size = Math.min(native.fstat(fd).size, MAX_PID_FILE_BYTES + 1);
+  const buf = Buffer.allocUnsafe(size);
   let offset = 0;
   while (offset < buf.length) {
     const n = native.pread(fd, buf.subarray(offset), offset);
@@ -209,12 +292,12 @@ export function lockIsFree(dir: string): boolean {
 export function readPidFile(dir: string): Buffer {
   let fd: number;
   try {
-    fd = native.open(path.join(dir, PID_FILE), fs.constants.O_RDONLY, 0);
+    fd = native.open(path.join(dir, PID_FILE), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW, 0);
   } catch {
     return Buffer.alloc(0);
   }
   try {
-    return readWhole(fd);
+    return readCapped(fd);
   } finally {
     native.close(fd);
   }
@@ -239,6 +322,7 @@ export function bindUpgradeSocket(dir: string, id: string, log: Logger): Upgrade
     fd = native.unixListen(file, 128);
   } catch (err) {
     if (!hasCode(err, 'EADDRINUSE')) throw err;
+    checkSocketFile(file, 'our upgrade socket');
     if (!isStaleSocket(file)) {
       throw new TablerollError(
         ErrorCodes.ID_IN_USE,
@@ -258,6 +342,25 @@ export function bindUpgradeSocket(dir: string, id: string, log: Logger): Upgrade
     native.close(fd);
     throw err;
   }
+}
+
+/**
+ * Refuses `<dir>/<id>.sock` unless it is a socket (not a symlink to one, nor another kind of
+ * file) of a user we trust: connecting through a planted symlink would hand our listeners to,
+ * or take them from, whatever it points at. Returns false when there is no such file.
+ */
+export function checkSocketFile(file: string, what: string): boolean {
+  let stat: FileStatus;
+  try {
+    stat = native.lstat(file);
+  } catch (err) {
+    if (hasCode(err, 'ENOENT')) return false;
+    throw err;
+  }
+  if (isKind(stat, S_IFLNK)) throw unsafe(file, `(${what}) is a symlink`);
+  if (!isKind(stat, S_IFSOCK)) throw unsafe(file, `(${what}) is not a socket`);
+  if (!isTrustedUid(stat.uid)) throw unsafe(file, `(${what}) belongs to uid ${stat.uid}`);
+  return true;
 }
 
 /** True when `file` is a unix socket nobody accepts on. */
@@ -298,6 +401,29 @@ export async function processExited(pid: number, withinMs = 500): Promise<boolea
     if (Date.now() >= end) return false;
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
+}
+
+/** PF_EXITING in /proc/<pid>/stat's flags: the thread is in exit(), its descriptors closing. */
+const PF_EXITING = 0x4;
+
+/**
+ * True when process `pid` is gone, a zombie, or exiting: unlike isProcessGone, a process killed
+ * a moment ago counts already, from the point where its descriptors and locks start closing.
+ * A process we cannot see (pid 0: another pid namespace) does not count as dying.
+ */
+export function isProcessDying(pid: number): boolean {
+  if (pid <= 0) return false;
+  let stat: string;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return true;
+  }
+  // After "pid (comm) ": state is field 3, flags field 9.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const state = fields[0];
+  const flags = Number(fields[6]);
+  return state === 'Z' || state === 'X' || (flags & PF_EXITING) !== 0;
 }
 
 /**

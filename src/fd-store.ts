@@ -248,6 +248,7 @@ export class Fds {
         `id ${JSON.stringify(id)} holds a ${entry.kind}, not a ${kind}`,
       );
     }
+    if (entry.inherited && !this.claimed.has(id)) checkInherited(entry);
     const copy = { fd: native.dup(entry.fd) };
     this.claimed.add(id);
     return copy;
@@ -464,6 +465,24 @@ function describe(
     );
   }
   return { ...found, kind };
+}
+
+/**
+ * An inherited descriptor is what its entry says, checked before the application first gets it:
+ * a listening stream socket for a listener, a socket for a conn. The previous owner is trusted
+ * to be one of ours, but a mistaken or hostile one would otherwise make `server.listen()` throw
+ * EINVAL in the middle of the application's start-up.
+ */
+function checkInherited(entry: StoredFd): void {
+  if (entry.kind === 'file') return;
+  const found = inspectFd(entry.fd);
+  if (entry.kind === found.kind || (entry.kind === 'conn' && found.kind === 'listener')) return;
+  const what =
+    found.kind === 'file' ? 'not a socket' : `a ${found.network} socket that is not listening`;
+  throw new TablerollError(
+    ErrorCodes.KIND_MISMATCH,
+    `the descriptor inherited as ${entry.kind} ${JSON.stringify(entry.id)} is ${what}`,
+  );
 }
 
 /** What an fd is, as a store entry: a listening stream socket, another socket, or a file. */

@@ -35,6 +35,10 @@ export interface FileStatus {
   size: number;
   ino: number;
   dev: number;
+  /** Hard links to the file. */
+  nlink: number;
+  /** Last modification, in ms since the epoch. */
+  mtimeMs: number;
 }
 
 /** What the kernel says about a socket (getsockopt and getsockname). */
@@ -153,6 +157,8 @@ export interface NativeAddon {
   mkdir(path: string, mode: number): boolean;
   stat(path: string): FileStatus;
   fstat(fd: number): FileStatus;
+  /** lstat(2): a symlink itself, not its target. */
+  lstat(path: string): FileStatus;
   /** open(2), always with O_CLOEXEC added. */
   open(path: string, flags: number, mode: number): number;
   chmod(path: string, mode: number): void;

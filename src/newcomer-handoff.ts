@@ -4,7 +4,13 @@
  */
 import { ErrorCodes, TablerollError } from './errors.js';
 import { Deadline, delay } from './deadline.js';
-import { isTrustedUid, processExited, socketPath, validateId } from './coordination.js';
+import {
+  checkSocketFile,
+  isTrustedUid,
+  processExited,
+  socketPath,
+  validateId,
+} from './coordination.js';
 import type { ResolvedOptions } from './upgrader-options.js';
 import type { Logger } from './logger.js';
 import { native } from './native.js';
@@ -46,6 +52,7 @@ export async function takeOver(
   log: Logger,
 ): Promise<TakeOver> {
   const path = socketPath(dir, ownerId);
+  checkSocketFile(path, "the owner's upgrade socket");
   for (;;) {
     let channel: UnixChannel;
     try {

@@ -234,6 +234,26 @@ describe('a Node newcomer against hostile owners', () => {
     });
   }
 
+  for (const mode of ['file-as-listener', 'udp-as-listener']) {
+    it(
+      `regression: ${mode}: fds.listen() refuses the descriptor with KIND_MISMATCH, not an EINVAL crash`,
+      TIMEOUT,
+      async (t) => {
+        const dir = tempDir(t);
+        await hostileOwner(t, dir, mode);
+        const fdsBefore = fdTable();
+        const upgrader = await Upgrader.create(dir, 'newcomer', { upgradeTimeoutMs: 5_000 });
+        await assert.rejects(upgrader.fds.listen('web', { host: '127.0.0.1', port: 0 }), {
+          code: ErrorCodes.KIND_MISMATCH,
+          message: mode === 'file-as-listener' ? /is not a socket/ : /udp socket/,
+        });
+        assert.throws(() => upgrader.fds.listener('web'), { code: ErrorCodes.KIND_MISMATCH });
+        upgrader.stop();
+        assert.deepEqual(opened(fdsBefore), []);
+      },
+    );
+  }
+
   it(
     'a live owner hanging up is HANDOFF_FAILED even if the deadline passes while we check on it',
     TIMEOUT,
@@ -460,10 +480,19 @@ while True:
     { ...TIMEOUT, skip },
     async (t) => {
       const dir = tempDir(t);
-      fs.chmodSync(dir, 0o1777); // sticky and ours: accepted, and others can create files in it
       fs.writeFileSync(path.join(dir, 'pid'), 'evil', { mode: 0o600 });
-      const impostor = asNobody(t, IMPOSTOR, [path.join(dir, 'evil.sock')]);
+      // Nobody cannot write to our private directory: it binds in one of its own, and root
+      // moves the socket in.
+      const theirs = tempDir(t);
+      fs.chmodSync(theirs, 0o777);
+      const impostor = asNobody(t, IMPOSTOR, [path.join(theirs, 'evil.sock')]);
       assert.equal((await impostor.line('listening')).uid, NOBODY);
+      fs.renameSync(path.join(theirs, 'evil.sock'), path.join(dir, 'evil.sock'));
+      const foreign = await rejection(Upgrader.create(dir, 'newcomer'));
+      assert.equal(foreign.code, ErrorCodes.UNSAFE_DIRECTORY, foreign.message);
+      assert.match(foreign.message, /belongs to uid 65534/);
+      // A socket file of ours with another user's process behind it: the peer check refuses.
+      fs.chownSync(path.join(dir, 'evil.sock'), 0, 0);
 
       const fdsBefore = fdTable();
       const err = await rejection(Upgrader.create(dir, 'newcomer', { upgradeTimeoutMs: 5_000 }));

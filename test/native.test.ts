@@ -1110,8 +1110,8 @@ function permissions(target: string): number {
 }
 
 /** The fields of fs.Stats that native.stat and native.fstat return. */
-function statusOf({ mode, uid, size, ino, dev }: fs.Stats): FileStatus {
-  return { mode, uid, size, ino, dev };
+function statusOf({ mode, uid, size, ino, dev, nlink, mtimeMs }: fs.Stats): FileStatus {
+  return { mode, uid, size, ino, dev, nlink, mtimeMs };
 }
 
 describe('files', () => {
@@ -1174,6 +1174,9 @@ describe('files', () => {
     assert.equal(expected.size, 12);
     assert.deepEqual(native.stat(file), expected);
     assert.deepEqual(native.stat(link), expected, 'stat follows a symbolic link');
+    assert.deepEqual(native.lstat(link), statusOf(fs.lstatSync(link)), 'lstat does not');
+    assert.equal(native.lstat(link).mode & 0o170000, 0o120000); // S_IFLNK
+    assert.deepEqual(native.lstat(file), expected);
     assert.deepEqual(native.fstat(fd), statusOf(fs.fstatSync(fd)));
     assert.deepEqual(native.fstat(fd), expected);
     assert.equal(native.stat(file).mode, 0o100640); // S_IFREG | 0640
@@ -1186,6 +1189,8 @@ describe('files', () => {
     fs.appendFileSync(file, '!');
     assert.equal(native.fstat(fd).size, 13);
     assert.equal(native.stat(file).size, 13);
+    fs.linkSync(file, res.path('hardlink'));
+    assert.equal(native.stat(file).nlink, 2);
 
     const missing = res.path('missing');
     assert.throws(() => native.stat(missing), {

@@ -531,7 +531,9 @@ describe('descriptor hygiene', () => {
     fs.mkdirSync(open);
     fs.chmodSync(open, 0o777);
     await assert.rejects(Upgrader.create(open, 'a'), { code: ErrorCodes.UNSAFE_DIRECTORY });
-    fs.chmodSync(open, 0o1777); // Sticky and ours: allowed.
+    fs.chmodSync(open, 0o1777); // Sticky and ours: others could still plant names in it.
+    await assert.rejects(Upgrader.create(open, 'a'), { code: ErrorCodes.UNSAFE_DIRECTORY });
+    fs.chmodSync(open, 0o700);
     const upg = await upgrader(t, open, 'a');
     await upg.ready();
     const sockMode = fs.statSync(path.join(open, 'a.sock')).mode & 0o777;
