@@ -96,6 +96,8 @@ export interface OwnerRecord {
   namesUs(): boolean;
   /** Nobody holds the coordination lock now. */
   lockIsFree(): boolean;
+  /** The newcomer's process is gone or exiting. */
+  newcomerDying(): boolean;
 }
 
 /**
@@ -103,7 +105,10 @@ export interface OwnerRecord {
  * lock, in that order for Go (its readyHandshake closes on return) and py_peer, or with the
  * close after the write for us. So once it has closed and the lock is free, `pid` tells whether
  * it took over or died before recording itself (the owner then keeps its descriptors rather
- * than leave nobody in charge). A newcomer that neither finishes nor dies by the deadline may
+ * than leave nobody in charge), and whether it is still alive: one killed after it wrote `pid`
+ * serves nothing either, and the owner stays and records itself again. A v0 newcomer's single
+ * ready byte is held to the same test, so a stray 0x2A cannot make the owner leave. A newcomer
+ * that neither finishes nor dies by the deadline may
  * believe it owns the sockets: then we step down anyway, because zero owners is better than two.
  */
 export async function newcomerTookOver(
@@ -117,10 +122,12 @@ export async function newcomerTookOver(
     log.debug({ step: 'newcomer-closed' }, 'the newcomer hung up; waiting for it to take over');
     // While the newcomer holds the lock, our id in pid may only mean it has not written it yet.
     for (let pause = 1; record.namesUs(); pause = Math.min(pause * 2, 20)) {
-      if (record.lockIsFree()) return !record.namesUs();
+      if (record.lockIsFree()) return !record.namesUs() && !record.newcomerDying();
       await delay(pause, limit);
     }
-    return true;
+    // It recorded itself, but killed before it finished ready() (or right after), it serves
+    // nothing: stepping down would leave nobody in charge.
+    return !record.newcomerDying();
   } catch (err) {
     if (err instanceof TablerollError && err.code === ErrorCodes.TIMEOUT) return true;
     throw err;

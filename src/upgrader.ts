@@ -7,6 +7,7 @@ import { EventEmitter } from 'eventemitter3';
 import {
   PidFile,
   bindUpgradeSocket,
+  isProcessDying,
   processExited,
   readPidFile,
   isTrustedUid,
@@ -401,7 +402,7 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     this.machine.transition('transferring');
     // Started first: it sends everything the socket takes before its first await, so the
     // newcomer does not wait for our log line and the application's listeners.
-    void this.runTransfer(channel);
+    void this.runTransfer(channel, peer.pid);
     this.log.info({ peerPid: peer.pid }, 'handing our descriptors to a newcomer');
     this.emit('upgrade-started', { peerPid: peer.pid });
   }
@@ -436,7 +437,7 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     return this.offer;
   }
 
-  private async runTransfer(channel: UnixChannel): Promise<void> {
+  private async runTransfer(channel: UnixChannel, peerPid: number): Promise<void> {
     const limit = new Deadline(this.options.upgradeTimeoutMs, 'the handoff', [this.stopping]);
     try {
       await sendDescriptors(channel, this.currentOffer(), limit, this.log);
@@ -444,13 +445,12 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
       this.log.debug({ step: 'ready-received', version }, 'the newcomer is ready');
       if (this.state !== 'transferring') return;
       const replied = await replySteppingDown(channel, limit, this.log);
-      // A v0 newcomer's order after its ready byte is unknown: step down, as Go does.
-      const tookOver =
-        version === 0 || (await newcomerTookOver(channel, limit, this.ownerRecord(), this.log));
+      const tookOver = await newcomerTookOver(channel, limit, this.ownerRecord(peerPid), this.log);
       if (this.state !== 'transferring') return;
       if (!tookOver) {
+        this.reclaimPidFile();
         const when = replied ? 'after our reply' : 'before our reply';
-        throw handoffError(`the newcomer went away ${when}, before recording itself as the owner`);
+        throw handoffError(`the newcomer went away ${when}, before it took over`);
       }
       this.machine.transition('draining');
       this.log.info('the newcomer took over; draining');
@@ -469,10 +469,32 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     }
   }
 
+  /**
+   * After a newcomer died having written its id to `pid`: records us again, so the next
+   * newcomer dials us rather than a socket nobody answers. Only if the lock is free now; a
+   * newcomer holding it reads `pid` after us anyway.
+   */
+  private reclaimPidFile(): void {
+    let file: PidFile | null = null;
+    try {
+      file = PidFile.open(this.dir);
+      if (!file.tryLock()) return;
+      if (!file.read().equals(Buffer.from(this.id, 'utf8'))) {
+        file.write(this.id);
+        this.log.warn('the newcomer died after recording itself; recorded this process again');
+      }
+    } catch (err) {
+      this.log.warn({ err }, 'could not record this process as the owner again');
+    } finally {
+      file?.close();
+    }
+  }
+
   /** Reads of `<dir>/pid` and probes of its lock, without holding it: for checks only. */
-  private ownerRecord(): OwnerRecord {
+  private ownerRecord(peerPid: number): OwnerRecord {
     let warned = false;
     return {
+      newcomerDying: () => isProcessDying(peerPid),
       namesUs: () => readPidFile(this.dir).equals(Buffer.from(this.id, 'utf8')),
       lockIsFree: () => {
         try {

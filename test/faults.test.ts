@@ -56,6 +56,8 @@ const NEWCOMER_STEPS = [
   'fd-received:1',
   'ready-sent',
   'reply-received',
+  // Regression: killed after it recorded itself in pid, the owner stepped down to nobody.
+  'pid-written',
 ];
 
 describe('the newcomer killed at each step of a handoff', () => {
@@ -76,6 +78,7 @@ describe('the newcomer killed at each step of a handoff', () => {
         const failed = await owner.line('upgrade-failed');
         assert.equal(failed.code, 'ERR_TABLEROLL_HANDOFF_FAILED');
       }
+      assert.equal(fs.readFileSync(`${dir}/pid`, 'utf8'), 'a', 'the owner is recorded');
       assert.equal(await fdCount(owner), before, 'the owner leaked no fd');
       assert.equal((await httpGet({ port, host: '127.0.0.1' })).body.trim(), body(owner));
       const next = start(t, dir, 'c', port);
