@@ -2,15 +2,15 @@
 // it takes over the port; this one then finishes its requests and exits.
 //   node dist/examples/http-server.js --dir /tmp/tableroll-example --port 8080
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Upgrader, drainHttpServer } from 'tableroll';
+import { Upgrader, drainHttpServer, runtimeDirectory } from 'tableroll';
 
 const { values } = parseArgs({
   options: { dir: { type: 'string' }, id: { type: 'string' }, port: { type: 'string' } },
 });
-const dir = values.dir ?? path.join(os.tmpdir(), `tableroll-example-${process.getuid?.()}`);
+// Not a fixed name in /tmp, where another user could plant files: a directory only we can write.
+const dir = values.dir ?? path.join(runtimeDirectory(), 'tableroll-example');
 const id = values.id ?? String(process.pid);
 const port = Number(values.port ?? 8080);
 

@@ -21,4 +21,6 @@ export { ErrorCodes, TablerollError } from './errors.js';
 export type { ErrorCode } from './errors.js';
 export type { Logger } from './logger.js';
 export { drainHttpServer, defaultDrainOptions } from './http-drain.js';
+export { runtimeDirectory } from './runtime-directory.js';
+export type { RuntimeEnvironment } from './runtime-directory.js';
 export type { DrainOptions, DrainResult } from './http-drain.js';

@@ -4,6 +4,8 @@
  * liveroll-cli.test.ts.
  */
 import assert from 'node:assert/strict';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { parseCommandLine, type ParsedCommandLine } from '../src/liveroll/argv.js';
@@ -150,6 +152,12 @@ test('under systemd: the runtime directory and the template instance are the def
     defaultCoordinationDir(8080, { XDG_RUNTIME_DIR: '/run/user/1000' }),
     '/run/user/1000/liveroll-8080',
   );
+  const fallback = defaultCoordinationDir(8080, {});
+  assert.ok(
+    !fallback.startsWith(tmpdir()),
+    `${fallback} is not a fixed name in the shared temp directory`,
+  );
+  assert.equal(path.basename(fallback), 'liveroll-8080');
   assert.equal(
     unitFromCgroup('0::/system.slice/system-app.slice/app@2.service\n'),
     'app@2.service',

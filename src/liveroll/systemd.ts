@@ -5,8 +5,8 @@
  * directory, and each instance its own id (its unit name), which is what a takeover needs.
  */
 import { readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { runtimeDirectory } from '../runtime-directory.js';
 
 /** The environment variables this module reads. */
 export interface SystemdEnvironment {
@@ -17,14 +17,15 @@ export interface SystemdEnvironment {
 
 /**
  * The coordination directory to use when `--coordination-dir` is not given: systemd's
- * RuntimeDirectory (the first one listed), else `$XDG_RUNTIME_DIR/liveroll-<port>`, else
- * `<tmpdir>/liveroll-<uid>-<port>`. The port keeps unrelated liveroll services apart.
+ * RuntimeDirectory (the first one listed), else `liveroll-<port>` in the user's private runtime
+ * directory (`$XDG_RUNTIME_DIR`, `/run/user/<uid>`, `/run` for root, else `~/.local/state`),
+ * never a predictable name in the shared temp directory. The port keeps unrelated liveroll
+ * services apart.
  */
 export function defaultCoordinationDir(port: number, env: SystemdEnvironment): string {
   const runtime = env.RUNTIME_DIRECTORY?.split(':')[0];
   if (runtime) return runtime;
-  if (env.XDG_RUNTIME_DIR) return join(env.XDG_RUNTIME_DIR, `liveroll-${port}`);
-  return join(tmpdir(), `liveroll-${process.getuid?.() ?? 0}-${port}`);
+  return join(runtimeDirectory({ XDG_RUNTIME_DIR: env.XDG_RUNTIME_DIR }), `liveroll-${port}`);
 }
 
 /**
