@@ -68,8 +68,16 @@ export function reportToSystemd(
   upgrader.on('upgrade-started', ({ peerPid }) =>
     notifier.notify({ STATUS: `handing our descriptors to pid ${peerPid}` }),
   );
+  let state = '';
+  upgrader.on('state', (to) => (state = to));
   upgrader.on('upgrade-failed', (err) =>
-    notifier.notify({ STATUS: `handoff failed: ${err.message}` }),
+    // An owner whose newcomer failed serves on as before, and says so.
+    notifier.notify({
+      STATUS:
+        state === 'owner'
+          ? `serving: ${describe()} (the last handoff failed: ${err.message})`
+          : `handoff failed: ${err.message}`,
+    }),
   );
   upgrader.on('owner', () =>
     notifier.notify({ READY: 1, MAINPID: process.pid, STATUS: `serving: ${describe()}` }),

@@ -86,6 +86,28 @@ describe('sd_notify', () => {
     await rollOnce(t, `@tableroll-test-${process.pid}-${Date.now()}`);
   });
 
+  it('regression: after a failed handoff the owner reports serving again, not the failure', async (t) => {
+    const dir = tempDir(t);
+    const receiver = await notifySocket(t, path.join(dir, 'notify.sock'));
+    const env = { NOTIFY_SOCKET: path.join(dir, 'notify.sock') };
+    const coord = path.join(dir, 'coord');
+    const owner = startFixture(t, PROCESS, ['--dir', coord, '--id', 'a', '--tcp', 'web'], env);
+    await owner.line('ready');
+    const doomed = startFixture(t, PROCESS, ['--dir', coord, '--id', 'b', '--ready', 'stdin']);
+    await doomed.line('created');
+    await doomed.kill('SIGKILL');
+    await owner.line('upgrade-failed');
+    const statuses = (): string[] =>
+      messagesFrom(receiver, owner.pid)
+        .map((m) => m.STATUS)
+        .filter((status): status is string => status !== undefined);
+    const last = await until(() => {
+      const latest = statuses().at(-1);
+      return latest?.startsWith('serving:') === true && statuses().length >= 4 ? latest : null;
+    }, 'a serving status after the failure');
+    assert.match(last, /^serving: 1 descriptor\(s\), id a \(the last handoff failed: .+\)$/);
+  });
+
   it('pings the watchdog at half of WATCHDOG_USEC', async (t) => {
     const dir = tempDir(t);
     const address = path.join(dir, 'notify.sock');
