@@ -4,6 +4,8 @@
  * liveroll-cli.test.ts.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -141,6 +143,28 @@ test('template variables are substituted everywhere in --exec', () => {
     expandExec('app --port <<PORT>> --check <<HEALTHCHECK>> --again <<PORT>>', 9101, '/healthz'),
     'app --port 9101 --check /healthz --again 9101',
   );
+});
+
+test('regression: <<HEALTHCHECK>> reaches the shell as one word, never as shell syntax', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'tr-hc-'));
+  try {
+    const marker = path.join(dir, 'ran');
+    for (const health of [
+      `/h;touch ${marker}`,
+      `/$(touch ${marker})`,
+      `/\`touch ${marker}\``,
+      "/it's",
+      '/a b?x=1&y=2',
+      '/*',
+    ]) {
+      const command = expandExec("printf '%s' <<HEALTHCHECK>>", 0, health);
+      const printed = execFileSync('sh', ['-c', command], { cwd: dir, encoding: 'utf8' });
+      assert.equal(printed, health, command);
+      assert.equal(existsSync(marker), false, `${command} ran a command`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('under systemd: the runtime directory and the template instance are the defaults', () => {

@@ -66,7 +66,11 @@ test(
     const names: unknown[] = [];
     for (let i = 0; i < 4; i++) {
       const reply = await fetchOnce(port, '/', {
-        headers: { 'x-forwarded-for': '6.6.6.6', 'x-forwarded-proto': 'https' },
+        headers: {
+          'x-forwarded-for': '6.6.6.6',
+          'x-forwarded-proto': 'https',
+          forwarded: 'for=6.6.6.6;proto=https',
+        },
       });
       assert.equal(reply.status, 200);
       const body = jsonOf(reply);
@@ -74,6 +78,7 @@ test(
       assert.equal(body.forwardedFor, '127.0.0.1', 'a client cannot forge X-Forwarded-For');
       assert.equal(body.forwardedProto, 'http');
       assert.equal(body.forwardedHost, `127.0.0.1:${port}`);
+      assert.equal(body.forwarded, undefined, 'nor Forwarded');
       assert.equal(body.host, `127.0.0.1:${port}`, 'the Host header is kept');
     }
     assert.deepEqual(names, ['a', 'b', 'a', 'b']);
@@ -86,11 +91,16 @@ test('trusted forward headers are extended, not replaced', TIMEOUT, async (t) =>
   proxy.add({ name: 'a', host: '127.0.0.1', port: a.port });
   const body = jsonOf(
     await fetchOnce(port, '/', {
-      headers: { 'x-forwarded-for': '10.0.0.1', 'x-forwarded-proto': 'https' },
+      headers: {
+        'x-forwarded-for': '10.0.0.1',
+        'x-forwarded-proto': 'https',
+        forwarded: 'for=10.0.0.1',
+      },
     }),
   );
   assert.equal(body.forwardedFor, '10.0.0.1, 127.0.0.1');
   assert.equal(body.forwardedProto, 'https');
+  assert.equal(body.forwarded, 'for=10.0.0.1');
 });
 
 test(

@@ -1,8 +1,8 @@
 /**
  * Header rewriting between a client and a child: hop-by-hop headers stay on their own hop, and
  * the child learns who asked through X-Forwarded-For, -Proto and -Host. Incoming X-Forwarded-*
- * values are dropped unless the proxy in front of liveroll is trusted, since any client could
- * forge them.
+ * and Forwarded values are dropped unless the proxy in front of liveroll is trusted, since any
+ * client could forge them.
  */
 import type { IncomingMessage } from 'node:http';
 
@@ -19,7 +19,13 @@ const hopByHop = new Set([
   'upgrade',
 ]);
 
-const forwarded = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
+/** What a client could forge about itself: dropped, then set by us (or kept when trusted). */
+const forwarded = new Set([
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'forwarded',
+]);
 
 const none: ReadonlySet<string> = new Set();
 
@@ -82,6 +88,9 @@ function appendForwarded(out: string[], req: IncomingMessage, trust: boolean): v
   out.push('x-forwarded-proto', (trust ? joined(h['x-forwarded-proto']) : undefined) ?? 'http');
   const host = (trust ? joined(h['x-forwarded-host']) : undefined) ?? h.host;
   if (host !== undefined) out.push('x-forwarded-host', host);
+  // RFC 7239's header says the same things; only a trusted proxy's is passed on.
+  const standard = trust ? joined(h.forwarded) : undefined;
+  if (standard !== undefined) out.push('forwarded', standard);
 }
 
 /**

@@ -88,5 +88,16 @@ export const defaultOptions = {
 
 /** Substitutes the template variables of `--exec` for one child. */
 export function expandExec(template: string, port: number, healthPath: string): string {
-  return template.replaceAll('<<PORT>>', String(port)).replaceAll('<<HEALTHCHECK>>', healthPath);
+  return template
+    .replaceAll('<<PORT>>', String(port))
+    .replaceAll('<<HEALTHCHECK>>', shellWord(healthPath));
+}
+
+/**
+ * `text` as one shell word: as it is when it holds only characters the shell takes literally,
+ * else in single quotes. A health path such as `/h;rm -rf x` or `/$(id)` must not run.
+ */
+export function shellWord(text: string): string {
+  if (/^[A-Za-z0-9/._~%+=:@,-]+$/.test(text)) return text;
+  return `'${text.replaceAll("'", `'\\''`)}'`;
 }
