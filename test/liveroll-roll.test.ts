@@ -91,6 +91,8 @@ test(
     const { run, dir } = await start(t, ['--interval', '150ms']);
     await run.waitFor(msg('update skipped: id unchanged'), 'two skipped checks', 10_000, 2);
     assert.equal(run.matching(msg('child started')).length, 1, 'no child for an unchanged id');
+    assert.equal(run.matching(msg('update started')).length, 1, 'an idle tick says one line');
+    assert.equal(run.matching(msg('artifact id')).length, 1);
 
     const stop = new AbortController();
     const load = runLoad(run.port, { stop: stop.signal, concurrency: 4, maxMs: 20_000 });
@@ -229,6 +231,33 @@ test(
       run.matching(isChild('child-1')).filter((l) => l.msg === 'child retiring').length,
       0,
     );
+  },
+);
+
+test(
+  'a failed id is tried again after its backoff, not on every tick; SIGHUP retries it at once',
+  TIMEOUT,
+  async (t) => {
+    const { run, dir } = await start(t, [
+      '--interval',
+      '100ms',
+      '--health-timeout',
+      '1s',
+      '--restart-backoff',
+      '3s',
+    ]);
+    writeFileSync(join(dir, 'flags'), '--health-status 500');
+    writeFileSync(join(dir, 'id'), 'v2');
+    await run.waitFor(msg('update failed'), 'the v2 update to fail');
+    const later = msg('update skipped: this id failed; retrying later', { id: 'v2' });
+    await run.waitFor(later, 'three ticks that skip v2', 10_000, 3);
+    assert.equal(run.matching(msg('child started', { artifact: 'v2' })).length, 1);
+    run.signal('SIGHUP');
+    await run.waitFor(msg('child started', { artifact: 'v2' }), 'a forced retry', 10_000, 2);
+    writeFileSync(join(dir, 'flags'), '');
+    run.signal('SIGHUP');
+    await run.waitFor(msg('update complete', { id: 'v2' }), 'v2 once it is healthy');
+    assert.equal(await nameVia(run), 'v2');
   },
 );
 

@@ -91,7 +91,7 @@ const flags: Record<string, FlagSpec> = {
   },
   'restart-backoff': {
     kind: 'duration',
-    help: 'first delay before replacing a crashed child, doubled per crash',
+    help: 'delay before the second replacement in a row of a crashed child (the first is at once), doubled per further crash; also how long a failed id waits before it is tried again',
     shown: ms(defaultOptions.restartBackoffMs),
   },
   'restart-backoff-max': {

@@ -24,6 +24,11 @@ export class RestartBackoff {
     return this.failures;
   }
 
+  /** Forgets the failures so far. */
+  reset(): void {
+    this.failures = 0;
+  }
+
   /**
    * Records a failure and returns the delay before the next attempt. `uptimeMs` is how long the
    * crashed child served (undefined when a replacement never became healthy).

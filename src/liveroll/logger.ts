@@ -17,7 +17,8 @@ export function createLogger(
 ): Logger {
   const options = { level, base: { pid: process.pid, ...base } };
   if (format === 'pretty') {
-    return pino(options, pretty({ sync: true, colorize: process.stdout.isTTY }));
+    // One line per entry: a child's output line stays one line, its fields after it.
+    return pino(options, pretty({ sync: true, colorize: process.stdout.isTTY, singleLine: true }));
   }
   const destination = pino.destination({ dest: 1, sync: true });
   // A closed stdout (EPIPE) must cost the logs, never the children: keep supervising.

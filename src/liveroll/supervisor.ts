@@ -62,6 +62,9 @@ export class Supervisor {
   private restartTimer: NodeJS.Timeout | undefined;
   private halted = false;
   private sequence = 0;
+  /** The last id whose update failed, and when it may be tried again on an interval tick. */
+  private failedId: { id: string; retryAt: number } | undefined;
+  private readonly failedIdBackoff: RestartBackoff;
 
   constructor(options: LiverollOptions, proxy: ReverseProxy, logger: Logger) {
     this.options = options;
@@ -73,6 +76,11 @@ export class Supervisor {
       maxMs: options.restartBackoffMaxMs,
       resetMs: options.restartResetMs,
     });
+    this.failedIdBackoff = new RestartBackoff({
+      initialMs: options.restartBackoffMs,
+      maxMs: options.restartBackoffMaxMs,
+      resetMs: Infinity,
+    });
   }
 
   /** The artifact id of the serving child, if any. */
@@ -82,6 +90,7 @@ export class Supervisor {
 
   /** Brings up the first child; rejects (with nothing left running) when that fails. */
   async start(): Promise<void> {
+    this.checkExecTemplate();
     const first = this.update({ force: true, reasons: new Set(['start']) });
     // Triggers that arrive meanwhile wait for it, as they would for any update.
     this.loop = first.then(
@@ -95,6 +104,22 @@ export class Supervisor {
     }
     this.scheduleInterval();
     this.kick();
+  }
+
+  /** Says what in `--exec` is probably a mistake; it still runs as given. */
+  private checkExecTemplate(): void {
+    const { exec } = this.options;
+    if (!exec.includes('<<PORT>>')) {
+      this.log.warn(
+        { exec },
+        '--exec has no <<PORT>>: each child must find out by itself which port to listen on',
+      );
+    }
+    if (!/^\s*exec\s/.test(exec)) {
+      this.log.info(
+        'the child pid logged is the shell running --exec; start --exec with "exec" to make it the program itself',
+      );
+    }
   }
 
   /** Asks for an update; returns at once. While one runs, requests merge into one follow-up. */
@@ -164,13 +189,24 @@ export class Supervisor {
 
   private async update(job: PendingUpdate): Promise<void> {
     const reasons = [...job.reasons];
-    this.log.info({ reasons, force: job.force }, 'update started');
-    const id = await this.fetchArtifact();
+    // An idle interval tick says one line, not three.
+    const routine = !job.force && reasons.every((reason) => reason === 'interval');
+    this.log[routine ? 'debug' : 'info']({ reasons, force: job.force }, 'update started');
+    const id = await this.fetchArtifact(routine);
     if (!job.force && this.current !== undefined && id === this.currentId) {
       this.log.info({ id }, 'update skipped: id unchanged');
       return;
     }
-    const record = await this.launch(id);
+    if (routine && this.current !== undefined && this.isBackingOff(id)) return;
+    let record: ChildRecord;
+    try {
+      record = await this.launch(id);
+    } catch (err) {
+      this.rememberFailure(id);
+      throw err;
+    }
+    this.failedId = undefined;
+    this.failedIdBackoff.reset();
     if (!record.child.running) {
       await this.dispose(record);
       throw new LiverollError(
@@ -185,8 +221,28 @@ export class Supervisor {
     this.log.info({ id, child: record.child.name }, 'update complete');
   }
 
+  /**
+   * An id whose child failed its health check is not tried again on every tick: only once its
+   * backoff delay (as for crash loops) has passed. SIGHUP retries it at once.
+   */
+  private isBackingOff(id: string): boolean {
+    const failed = this.failedId;
+    if (failed === undefined || failed.id !== id) return false;
+    const waitMs = failed.retryAt - Date.now();
+    if (waitMs <= 0) return false;
+    this.log.info({ id, retryInMs: waitMs }, 'update skipped: this id failed; retrying later');
+    return true;
+  }
+
+  private rememberFailure(id: string): void {
+    if (this.failedId?.id !== id) this.failedIdBackoff.reset();
+    // The first failure waits the initial delay already: the backoff's first answer is 0.
+    if (this.failedIdBackoff.count === 0) this.failedIdBackoff.next();
+    this.failedId = { id, retryAt: Date.now() + this.failedIdBackoff.next() };
+  }
+
   /** Runs --pull and --id. With no child serving, a failure falls back to the last good id. */
-  private async fetchArtifact(): Promise<string> {
+  private async fetchArtifact(routine = false): Promise<string> {
     const { options, log } = this;
     const limits = { timeoutMs: options.commandTimeoutMs, signal: this.cancel.signal, logger: log };
     try {
@@ -194,7 +250,7 @@ export class Supervisor {
         await runCommand(options.pull, { ...limits, name: 'pull', logStdout: true });
       }
       const id = await readArtifactId(options.id, limits);
-      log.info({ id }, 'artifact id');
+      log[routine && id === this.currentId ? 'debug' : 'info']({ id }, 'artifact id');
       return id;
     } catch (err) {
       const fallback = this.currentId;
