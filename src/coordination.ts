@@ -380,6 +380,78 @@ export function isStaleSocket(file: string): boolean {
   }
 }
 
+/**
+ * A socket older than this that refuses connections belongs to a process that is gone. A live
+ * process's socket refuses only between its bind() and its listen(), which tableroll's addon
+ * and Go's net.Listen make back to back in one call: microseconds, never seconds.
+ */
+export const STALE_SOCKET_AGE_MS = 2_000;
+
+/**
+ * Removes the `<id>.sock` files of processes that are gone, as their owner would have: each a
+ * socket of ours, other than `keep`'s and the recorded owner's, at least STALE_SOCKET_AGE_MS
+ * old, that refuses connections (a live process's, even one that is not the owner, accepts
+ * and closes). Runs only if it gets the coordination lock at once (a newcomer holding it will
+ * sweep in its turn). Returns the names removed.
+ */
+export function sweepStaleSockets(dir: string, keep: string): string[] {
+  let file: PidFile;
+  try {
+    file = PidFile.open(dir);
+  } catch {
+    return [];
+  }
+  try {
+    if (!file.tryLock()) return [];
+    const owner = file.read().toString('utf8');
+    const listening = listeningUnixPaths();
+    return fs.readdirSync(dir).filter((name) => {
+      if (!name.endsWith('.sock')) return false;
+      const id = name.slice(0, -'.sock'.length);
+      const where = path.join(dir, name);
+      // Listed as listening: alive, and not worth a connection the peer would log.
+      if (id === keep || id === owner || listening.has(where)) return false;
+      return removeIfStale(where);
+    });
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * The paths of this network namespace's listening unix sockets, as they were bound. A socket
+ * bound under another spelling of the path, or in another namespace, is missing here: that only
+ * costs a connection attempt.
+ */
+function listeningUnixPaths(): Set<string> {
+  const paths = new Set<string>();
+  let table: string;
+  try {
+    table = fs.readFileSync('/proc/net/unix', 'utf8');
+  } catch {
+    return paths;
+  }
+  for (const row of table.split('\n')) {
+    const cols = row.trim().split(/\s+/);
+    // Flags 00010000 is __SO_ACCEPTCON: listen() was called.
+    if (cols.length >= 8 && cols[3] === '00010000') paths.add(cols.slice(7).join(' '));
+  }
+  return paths;
+}
+
+function removeIfStale(file: string): boolean {
+  let stat: FileStatus;
+  try {
+    stat = native.lstat(file);
+  } catch {
+    return false;
+  }
+  if (!isKind(stat, S_IFSOCK) || stat.uid !== myUid()) return false;
+  if (Date.now() - stat.mtimeMs < STALE_SOCKET_AGE_MS || !isStaleSocket(file)) return false;
+  unlinkUpgradeSocket({ fd: -1, path: file, ino: stat.ino, dev: stat.dev });
+  return true;
+}
+
 /** Unlinks the upgrade socket, but only if the file is still the one we bound. */
 export function unlinkUpgradeSocket(sock: UpgradeSocket): void {
   try {

@@ -2,6 +2,7 @@
  * The newcomer's side of a handoff: dial the owner named in `pid`, receive its descriptors,
  * and later confirm with the ready message. Called with the coordination lock held.
  */
+import fs from 'node:fs';
 import { ErrorCodes, TablerollError } from './errors.js';
 import { Deadline, delay } from './deadline.js';
 import {
@@ -33,8 +34,11 @@ const REFUSED_RETRY_MS = 100;
 
 /** The outcome of dialing the owner. */
 export type TakeOver =
-  /** `entries`: what a dead owner handed over before it died; ours now, with nobody to ask. */
-  | { owner: false; reason: string; entries: StoredFd[] }
+  /**
+   * `entries`: what a dead owner handed over before it died; ours now, with nobody to ask.
+   * `unreachable`: nothing answered at its socket (or, asked once, it refused).
+   */
+  | { owner: false; reason: string; entries: StoredFd[]; unreachable?: boolean }
   | { owner: true; channel: UnixChannel; ownerPid: number; entries: StoredFd[] };
 
 /** The owner hung up before sending a single byte: it refuses requests in its current state. */
@@ -50,6 +54,7 @@ export async function takeOver(
   ownerId: string,
   limit: Deadline,
   log: Logger,
+  once = false,
 ): Promise<TakeOver> {
   const path = socketPath(dir, ownerId);
   checkSocketFile(path, "the owner's upgrade socket");
@@ -65,6 +70,7 @@ export async function takeOver(
         owner: false,
         reason: `could not connect to the owner's socket (${why})`,
         entries: [],
+        unreachable: true,
       };
     }
     const { pid, uid } = native.peerCredentials(channel.fd);
@@ -82,6 +88,10 @@ export async function takeOver(
       return { owner: true, channel, ownerPid: pid, entries: received };
     } catch (err) {
       channel.close();
+      // Asked once, a peer that hangs up without a byte owns nothing: no need to see it die.
+      if (once && err instanceof Refused) {
+        return { owner: false, reason: 'refused', entries: [], unreachable: true };
+      }
       const cutShort = err instanceof TablerollError && err.code === ErrorCodes.HANDOFF_FAILED;
       const hungUp = !limit.reason && (err instanceof Refused || cutShort);
       if (hungUp && (await processExited(pid))) {
@@ -206,6 +216,40 @@ function describe(entry: MetadataEntry): string {
   return `${entry.kind} ${JSON.stringify(entry.id)}`;
 }
 
+/**
+ * When the process `pid` names is gone, asks every other process of the directory once: one
+ * may still own the sockets without being recorded. That happens when a newcomer is killed
+ * after it wrote `pid` and another newcomer reads `pid` before the owner, which stays the
+ * owner, has written itself back. Processes that do not own anything refuse by hanging up.
+ */
+async function findUnrecordedOwner(
+  dir: string,
+  exclude: string[],
+  limit: Deadline,
+  log: Logger,
+): Promise<TakeOver | null> {
+  const candidates = fs
+    .readdirSync(dir)
+    .filter((name) => name.endsWith('.sock'))
+    .map((name) => name.slice(0, -'.sock'.length))
+    .filter((id) => !exclude.includes(id));
+  for (const candidate of candidates) {
+    try {
+      validateId(dir, candidate);
+      const result = await takeOver(dir, candidate, limit, log, true);
+      // An owner, or one that died handing over: what it sent is ours either way.
+      if (result.owner || result.entries.length > 0) {
+        log.warn({ ownerId: candidate }, 'found the owner, which pid did not name');
+        return result;
+      }
+    } catch (err) {
+      limit.throwIfFired();
+      log.debug({ err, candidate }, 'not an owner');
+    }
+  }
+  return null;
+}
+
 /** Sends the ready message and checks the owner's "stepping down" reply. */
 export async function confirmReady(
   channel: UnixChannel,
@@ -255,7 +299,10 @@ export async function inheritFromOwner(
   const limit = new Deadline(opts.upgradeTimeoutMs, 'the handoff', [opts.signal]);
   try {
     validateId(dir, ownerId);
-    const result = await takeOver(dir, ownerId, limit, log);
+    let result = await takeOver(dir, ownerId, limit, log);
+    if (!result.owner && result.unreachable === true) {
+      result = (await findUnrecordedOwner(dir, [id, ownerId], limit, log)) ?? result;
+    }
     if (!result.owner) {
       const kept = result.entries.length;
       log.warn(

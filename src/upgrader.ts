@@ -13,6 +13,7 @@ import {
   isTrustedUid,
   lockIsFree,
   prepareDirectory,
+  sweepStaleSockets,
   unlinkUpgradeSocket,
   validateId,
   type UpgradeSocket,
@@ -108,6 +109,8 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
   private offer: Offer | null = null;
   /** Cancels the preparation of the offer scheduled for the next turn of the loop. */
   private cancelOffer: (() => void) | null = null;
+  /** Cancels the sweep of stale sockets scheduled after ready(). */
+  private cancelSweep: (() => void) | null = null;
 
   /**
    * Joins the coordination directory `dir` as `id` (unique per process; the pid is the usual
@@ -243,6 +246,7 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     this.log.info('this process is now the owner');
     this.emit('owner');
     this.prepareOffer();
+    this.sweepSoon();
   }
 
   /**
@@ -275,6 +279,8 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     this.fds.closeAll();
     this.cancelOffer?.();
     this.cancelOffer = null;
+    this.cancelSweep?.();
+    this.cancelSweep = null;
     this.offer = null;
     this.complete(reason);
     this.emit('stopped');
@@ -488,6 +494,27 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     } finally {
       file?.close();
     }
+  }
+
+  /**
+   * Once the handoff is over, removes the upgrade sockets that crashed processes left behind:
+   * each is a name a later instance could collide with, kept until reboot under /run.
+   */
+  private sweepSoon(): void {
+    // An 'owner' listener may have stopped us already.
+    if (this.state !== 'owner') return;
+    this.cancelSweep = soon(() => {
+      this.cancelSweep = null;
+      if (this.state !== 'owner') return;
+      try {
+        const removed = sweepStaleSockets(this.dir, this.id);
+        if (removed.length > 0) {
+          this.log.info({ removed }, 'removed the upgrade sockets of processes that are gone');
+        }
+      } catch (err) {
+        this.log.warn({ err }, 'could not sweep stale upgrade sockets');
+      }
+    });
   }
 
   /** Reads of `<dir>/pid` and probes of its lock, without holding it: for checks only. */

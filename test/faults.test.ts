@@ -11,7 +11,7 @@ import net from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import { Upgrader } from 'tableroll';
 import { startLoad } from '../scripts/http-load.js';
-import { isProcessGone } from '../src/coordination.js';
+import { STALE_SOCKET_AGE_MS, isProcessGone } from '../src/coordination.js';
 import { native } from '../src/native.js';
 import { httpGet, openFdCount, startFixture, tempDir, until, type Child } from './helpers.js';
 
@@ -166,5 +166,63 @@ describe('a SIGKILLed owner', () => {
       native.close(fd);
       await owner.exited;
     }
+  });
+});
+
+describe('what crashes leave in the coordination directory', () => {
+  it('random kills of newcomers and owners leave only pid and live sockets once an owner is ready', async (t) => {
+    const dir = tempDir(t);
+    const port = await freePort();
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)]!;
+    const kills: string[] = [];
+    let owner = start(t, dir, 'o0', port);
+    await owner.line('ready');
+    for (let round = 1; round <= 4; round++) {
+      // Newcomers killed at random steps: the owner stays.
+      for (let n = 1; n <= 2; n++) {
+        const step = pick(NEWCOMER_STEPS);
+        kills.push(`newcomer at ${step}`);
+        const doomed = start(
+          t,
+          dir,
+          `n${round}-${n}`,
+          port,
+          '--serve-after-ready',
+          '--die-at',
+          step,
+        );
+        assert.equal((await doomed.exited).signal, 'SIGKILL', kills.join(', '));
+      }
+      // The owner killed at a random step of the next handoff: the newcomer takes over.
+      const [step] = pick(OWNER_STEPS);
+      kills.push(`owner at ${step}`);
+      const doomedOwner = start(t, dir, `d${round}`, port, '--die-at', step);
+      await doomedOwner.line('ready');
+      assert.equal((await owner.exited).code, 0);
+      owner = start(t, dir, `o${round}`, port);
+      await owner.line('ready');
+      assert.equal((await doomedOwner.exited).signal, 'SIGKILL', kills.join(', '));
+    }
+    const stale = fs.readdirSync(dir).filter((name) => name.endsWith('.sock'));
+    assert.ok(stale.length >= 8, `crashes left sockets behind: ${stale.join(' ')}`);
+    // A socket is only swept once it is old enough to rule out a process between bind() and
+    // listen(): wait for the youngest to be that old, then hand over once more.
+    // Swept already, or old enough (a socket may go between the two looks: an exiting owner's).
+    const aged = (name: string): boolean =>
+      Date.now() - (fs.statSync(`${dir}/${name}`, { throwIfNoEntry: false })?.mtimeMs ?? 0) >
+      STALE_SOCKET_AGE_MS;
+    await until(() => stale.every(aged), 'the stale sockets to age', STALE_SOCKET_AGE_MS + 5_000);
+    const last = start(t, dir, 'last', port);
+    await last.line('ready');
+    assert.equal((await owner.exited).code, 0);
+    await until(
+      () => fs.readdirSync(dir).sort().join(' ') === 'last.sock pid',
+      `only pid and last.sock left after ${kills.join(', ')}: ${fs.readdirSync(dir).join(' ')}`,
+    );
+    assert.equal((await httpGet({ port, host: '127.0.0.1' })).body.trim(), body(last));
+    const after = start(t, dir, 'after', port);
+    await after.line('ready');
+    assert.equal((await last.exited).code, 0);
+    assert.equal((await httpGet({ port, host: '127.0.0.1' })).body.trim(), body(after));
   });
 });

@@ -391,6 +391,41 @@ describe('handoff between two upgraders in one process', () => {
     assert.equal((await httpGet({ port: portOf(server), host: '127.0.0.1' })).body, 'c');
   });
 
+  it('regression: finds the live owner when pid names a process that is gone (a newcomer killed after writing it)', async (t) => {
+    const dir = tempDir(t);
+    const a = await upgrader(t, dir, 'a');
+    const serverA = await serve(t, await a.fds.listen('web', { host: '127.0.0.1', port: 0 }), 'a');
+    await a.ready();
+    // Another live process that owns nothing: it must be asked and refuse, not be mistaken.
+    const waiting = await upgrader(t, dir, 'bystander');
+    fs.closeSync(waiting.fds.listener('web')!.fd);
+    await waiting.ready(); // took over from a...
+    await a.upgradeComplete();
+    a.stop();
+    // ...and hands back to a fresh owner, so 'bystander' ends up draining (alive, not owner).
+    const owner = await upgrader(t, dir, 'owner');
+    const serverOwner = await serve(
+      t,
+      await owner.fds.listen('web', { host: '127.0.0.1', port: 0 }),
+      'owner',
+    );
+    await owner.ready();
+    assert.equal(await waiting.upgradeComplete(), 'upgraded');
+    // The record now names a process that is gone, whose socket nobody answers.
+    fs.writeFileSync(path.join(dir, 'pid'), 'ghost');
+    const c = await upgrader(t, dir, 'c');
+    assert.deepEqual(
+      c.fds.list().map((entry) => [entry.id, entry.inherited]),
+      [['web', true]],
+    );
+    const serverC = await serve(t, await c.fds.listen('web', { host: '127.0.0.1', port: 0 }), 'c');
+    assert.equal(portOf(serverC), portOf(serverA));
+    assert.equal(portOf(serverOwner), portOf(serverA));
+    await c.ready();
+    assert.equal(await owner.upgradeComplete(), 'upgraded');
+    assert.equal(fs.readFileSync(path.join(dir, 'pid'), 'utf8'), 'c');
+  });
+
   it('checks kinds and duplicates in the fd store', async (t) => {
     const dir = tempDir(t);
     const a = await upgrader(t, dir, 'a');
