@@ -11,7 +11,13 @@ import { test, type TestContext } from 'node:test';
 import { WebSocket } from 'ws';
 import { ReverseProxy, type ProxyOptions } from '../src/liveroll/proxy.js';
 import { silentLogger } from '../src/liveroll/logger.js';
-import { fetchOnce, jsonOf, startApp, type JsonProcess } from './fixtures/liveroll-harness.js';
+import {
+  fetchOnce,
+  jsonOf,
+  startApp,
+  until,
+  type JsonProcess,
+} from './fixtures/liveroll-harness.js';
 
 const TIMEOUT = { timeout: 30_000 };
 
@@ -279,6 +285,41 @@ test(
     assert.equal(proxy.rotation.all()[0]?.active, 1, 'an open tunnel counts as in flight');
     ws.close();
     await once(ws, 'close');
+  },
+);
+
+test(
+  'regression: an upgrade the child declines is one response, then the connection closes: no raw tunnel for forged headers',
+  TIMEOUT,
+  async (t) => {
+    const { app, port: appPort } = await startApp(t, ['--no-websocket', '--log-requests']);
+    const { proxy, port } = await startProxy(t);
+    proxy.add({ name: 'a', host: '127.0.0.1', port: appPort });
+    const client = connect(port, '127.0.0.1');
+    t.after(() => client.destroy());
+    await once(client, 'connect');
+    let received = '';
+    client.setEncoding('utf8').on('data', (chunk: string) => (received += chunk));
+    const closed = once(client, 'close');
+    client.write(
+      'GET /first HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: foo\r\n' +
+        'X-Forwarded-For: 6.6.6.6\r\n\r\n',
+    );
+    await until(() => received.includes('"name"'), 'the answer to the upgrade request');
+    // The same connection, once more, with forged forwarding headers.
+    client.write('GET /second HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n');
+    client.on('error', () => {});
+    await closed;
+    assert.match(received, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.match(received, /\r\nConnection: close\r\n/i);
+    assert.equal(received.match(/HTTP\/1\.1 /g)?.length, 1, 'one response');
+    const seen = app.matching((l) => l.event === 'request');
+    assert.deepEqual(
+      seen.map((l) => [l.url, l.forwardedFor]),
+      [['/first', '127.0.0.1']],
+      'the child saw one request, with the address the proxy set',
+    );
+    assert.equal(proxy.rotation.all()[0]?.active, 0, 'nothing left in flight');
   },
 );
 

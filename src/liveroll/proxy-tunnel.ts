@@ -1,15 +1,22 @@
 /**
- * Upgrade requests (WebSocket and others): the request head is rewritten like any other
- * (X-Forwarded-*, hop-by-hop headers) and written to a fresh connection to a child, then bytes
- * flow both ways untouched, so the child's `101 Switching Protocols` (or its refusal) reaches
- * the client as sent. A child that refuses the connection is skipped for the next one: nothing
- * was sent to it.
+ * Upgrade requests (WebSocket and others). The request head is rewritten like any other
+ * (X-Forwarded-*, hop-by-hop headers) and sent to a child on a fresh connection, whose answer
+ * Node's HTTP client parses:
+ *
+ * - `101 Switching Protocols`: the head goes to the client as the child sent it, then bytes flow
+ *   both ways untouched; the connection now speaks another protocol.
+ * - anything else: an ordinary response, forwarded with `Connection: close`, after which the
+ *   client's connection is closed. It must never become a raw tunnel: every later request on
+ *   it would reach the child unparsed, with whatever X-Forwarded-* headers the client forged,
+ *   past the proxy's timeouts, and pinned to that child through every roll.
+ *
+ * A child that refuses the connection is skipped for the next one: nothing was sent to it.
  */
-import type { IncomingMessage } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import { request, type ClientRequest, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { describeError } from './errors.js';
-import { forwardRequestHeaders } from './forward-headers.js';
+import { forwardRequestHeaders, forwardResponseHeaders } from './forward-headers.js';
 import type { ReverseProxy } from './proxy.js';
 import type { Backend } from './rotation.js';
 
@@ -26,10 +33,9 @@ function refuse(socket: Duplex, status: 502 | 503, retryAfterSeconds: number): v
   );
 }
 
-/** The request line and headers, as they go to the child. */
-function requestHead(req: IncomingMessage, trust: boolean): string {
-  const headers = forwardRequestHeaders(req, { trustForwardHeaders: trust, upgrade: true });
-  let head = `${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/1.1\r\n`;
+/** A status line and headers (flat name/value list) as bytes on the wire. */
+function responseHead(res: IncomingMessage, headers: readonly string[]): string {
+  let head = `HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}\r\n`;
   for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
   return `${head}\r\n`;
 }
@@ -44,11 +50,12 @@ export function tunnelUpgrade(
   const { logger, idleTimeoutMs, trustForwardHeaders } = proxy.options;
   const connectTimeoutMs = proxy.options.connectTimeoutMs ?? 5_000;
   const tried = new Set<Backend>();
-  const requestBytes = requestHead(req, trustForwardHeaders);
-  let upstream: Socket | undefined;
+  const headers = forwardRequestHeaders(req, { trustForwardHeaders, upgrade: true });
+  let upstream: ClientRequest | undefined;
   client.on('error', () => upstream?.destroy());
   client.on('close', () => upstream?.destroy());
   client.on('timeout', () => client.destroy());
+  (client as Socket).setTimeout(idleTimeoutMs);
 
   const tryNext = (): void => {
     const backend = proxy.rotation.pick(tried);
@@ -57,30 +64,77 @@ export function tunnelUpgrade(
       return;
     }
     tried.add(backend);
-    const finish = backend.begin();
-    const { host, port } = backend.address;
-    const socket = connect({ host, port });
-    upstream = socket;
+    const begun = backend.begin();
+    let finished = false;
+    const finish = (): void => {
+      if (finished) return;
+      finished = true;
+      begun();
+    };
     let connected = false;
-    socket.setTimeout(connectTimeoutMs);
-    socket.once('connect', () => {
-      connected = true;
+    let answered = false;
+    const outgoing = request({
+      host: backend.address.host,
+      port: backend.address.port,
+      method: req.method ?? 'GET',
+      path: req.url ?? '/',
+      headers,
+      agent: false,
+      timeout: connectTimeoutMs,
+    });
+    upstream = outgoing;
+    outgoing.on('socket', (socket) => {
+      socket.once('connect', () => {
+        connected = true;
+        outgoing.setTimeout(proxy.options.headersTimeoutMs);
+      });
+    });
+    outgoing.on('timeout', () => outgoing.destroy(new Error('no answer to the upgrade request')));
+    outgoing.on('upgrade', (res, socket, upgradeHead) => {
+      answered = true;
       socket.setTimeout(idleTimeoutMs);
-      (client as Socket).setTimeout(idleTimeoutMs);
-      socket.write(requestBytes);
+      socket.on('timeout', () => socket.destroy());
+      socket.on('error', () => client.destroy());
+      socket.on('close', () => {
+        finish();
+        client.destroy();
+      });
+      client.on('close', () => socket.destroy());
+      client.write(responseHead(res, rawHeaderList(res)));
+      if (upgradeHead.length > 0) client.write(upgradeHead);
       if (head.length > 0) socket.write(head);
       socket.pipe(client);
       client.pipe(socket);
     });
-    socket.on('timeout', () => socket.destroy(new Error('tunnel timed out')));
-    socket.on('error', (err) => {
-      logger.debug({ child: backend.name, err: describeError(err), connected }, 'tunnel error');
+    outgoing.on('response', (res) => {
+      // Declined: one ordinary response, then the connection ends.
+      answered = true;
+      res.socket.setTimeout(idleTimeoutMs);
+      const kept = forwardResponseHeaders(res.rawHeaders);
+      client.write(responseHead(res, [...kept, 'Connection', 'close']));
+      res.pipe(client);
+      res.on('error', () => client.destroy());
+      res.on('close', () => {
+        finish();
+        client.destroy();
+      });
     });
-    socket.on('close', () => {
+    outgoing.on('close', () => {
+      if (!answered) finish();
+    });
+    outgoing.on('error', (err) => {
+      logger.debug({ child: backend.name, err: describeError(err), connected }, 'tunnel error');
+      if (answered) return;
       finish();
       if (!connected && !client.destroyed) tryNext();
-      else client.destroy();
+      else if (!client.destroyed) refuse(client, 502, 0);
     });
+    outgoing.end();
   };
   tryNext();
+}
+
+/** A response's headers as the child sent them, for a 101 (Upgrade and Connection included). */
+function rawHeaderList(res: IncomingMessage): string[] {
+  return res.rawHeaders.slice();
 }
