@@ -105,6 +105,8 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
   /** Newcomer: the owner died after handing everything over; ready() takes over alone. */
   private ownerGone = false;
   private readyCalled = false;
+  /** Accepting waits a moment after running out of descriptors. */
+  private acceptPaused = false;
   /** Owner: the store encoded for the next handoff; dropped whenever the store changes. */
   private offer: Offer | null = null;
   /** Cancels the preparation of the offer scheduled for the next turn of the loop. */
@@ -379,12 +381,33 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
       try {
         fd = native.accept(this.socket.fd);
       } catch (err) {
-        this.log.error({ err }, 'accepting an upgrade request failed');
+        // Out of descriptors: the request stays queued. Accepting again at once would spin
+        // (the socket stays readable), so wait a little; the newcomer waits meanwhile.
+        this.pauseAccepting(err);
         return;
       }
       if (fd < 0) return;
-      this.onUpgradeRequest(fd);
+      try {
+        this.onUpgradeRequest(fd);
+      } catch (err) {
+        this.log.error({ err }, 'could not take an upgrade request');
+      }
     }
+  }
+
+  private pauseAccepting(err: unknown): void {
+    if (this.acceptPaused) return;
+    this.acceptPaused = true;
+    this.log.warn(
+      { err },
+      `accepting an upgrade request failed; trying again in ${ACCEPT_PAUSE_MS} ms`,
+    );
+    this.acceptPoller.stop();
+    // A plain timer: a timerfd would need the descriptor we lack.
+    setTimeout(() => {
+      this.acceptPaused = false;
+      if (!this.isStopped()) this.acceptPoller.start(READABLE);
+    }, ACCEPT_PAUSE_MS);
   }
 
   private onUpgradeRequest(fd: number): void {
@@ -394,21 +417,34 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
       native.close(fd);
       return;
     }
-    const peer = native.peerCredentials(fd);
-    if (!isTrustedUid(peer.uid)) {
-      this.log.warn(
-        { peerPid: peer.pid, peerUid: peer.uid },
-        'refused an upgrade request from another user',
-      );
+    let peer: { pid: number; uid: number };
+    let limit: Deadline | undefined;
+    let channel: UnixChannel;
+    try {
+      peer = native.peerCredentials(fd);
+      if (!isTrustedUid(peer.uid)) {
+        this.log.warn(
+          { peerPid: peer.pid, peerUid: peer.uid },
+          'refused an upgrade request from another user',
+        );
+        native.close(fd);
+        return;
+      }
+      // Made before anything changes: at the descriptor limit the timer's own fd may fail,
+      // and then the request is refused (the newcomer retries) instead of crashing us.
+      limit = new Deadline(this.options.upgradeTimeoutMs, 'the handoff', [this.stopping]);
+      channel = new UnixChannel(fd);
+    } catch (err) {
+      limit?.dispose();
       native.close(fd);
+      this.log.warn({ err }, 'refused an upgrade request: could not set up the handoff');
       return;
     }
-    const channel = new UnixChannel(fd);
     this.transfer = channel;
     this.machine.transition('transferring');
     // Started first: it sends everything the socket takes before its first await, so the
     // newcomer does not wait for our log line and the application's listeners.
-    void this.runTransfer(channel, peer.pid);
+    void this.runTransfer(channel, peer.pid, limit);
     this.log.info({ peerPid: peer.pid }, 'handing our descriptors to a newcomer');
     this.emit('upgrade-started', { peerPid: peer.pid });
   }
@@ -443,8 +479,7 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
     return this.offer;
   }
 
-  private async runTransfer(channel: UnixChannel, peerPid: number): Promise<void> {
-    const limit = new Deadline(this.options.upgradeTimeoutMs, 'the handoff', [this.stopping]);
+  private async runTransfer(channel: UnixChannel, peerPid: number, limit: Deadline): Promise<void> {
     try {
       await sendDescriptors(channel, this.currentOffer(), limit, this.log);
       const version = await awaitReady(channel, limit);
@@ -582,6 +617,9 @@ function spokeOutOfTurn(channel: UnixChannel): boolean {
  * thrown to the application; made once, as ready() would otherwise build (and compile) an error
  * on its way to success.
  */
+/** How long accepting waits after a failure such as EMFILE. */
+const ACCEPT_PAUSE_MS = 100;
+
 const WATCH_ENDED = new TablerollError(ErrorCodes.ABORTED, 'the watch on the owner ended');
 
 function stoppedError(): TablerollError {

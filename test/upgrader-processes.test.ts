@@ -8,7 +8,16 @@ import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { native } from '../src/native.js';
 import { startLoad } from '../scripts/http-load.js';
-import { Child, ROOT, httpGet, startFixture, tempDir, until, type Line } from './helpers.js';
+import {
+  Child,
+  ROOT,
+  httpGet,
+  startCommand,
+  startFixture,
+  tempDir,
+  until,
+  type Line,
+} from './helpers.js';
 
 const FIXTURE = 'upgrader-process.js';
 
@@ -118,6 +127,38 @@ describe('handoffs between processes', () => {
     for (let i = 0; i < 20; i++) {
       assert.equal((await httpGet({ port, host: '127.0.0.1' })).body.trim(), pidBody(owner));
     }
+  });
+
+  it('regression: an owner at its descriptor limit neither spins nor crashes, and hands over once it has room', async (t) => {
+    const dir = tempDir(t);
+    const fixture = path.join(ROOT, 'dist/test/fixtures', FIXTURE);
+    const owner = startCommand(t, 'sh', [
+      '-c',
+      `ulimit -n 200 && exec '${process.execPath}' '${fixture}' --dir '${dir}' --id a --tcp web`,
+    ]);
+    const port = await portOf(owner);
+    await owner.line('ready');
+    owner.send('fill');
+    assert.equal((await owner.line('fill')).code, 'EMFILE');
+    const newcomer = start(t, dir, 'b', '--tcp', 'web', '--timeout', '20000');
+    // The newcomer's request waits in the queue while the owner cannot accept it. Sampled over
+    // a second: an owner that retried accept() at once would use all of it.
+    await until(() => fs.existsSync(path.join(dir, 'b.sock')), "the newcomer's socket");
+    const cpu = (): number => {
+      const fields = fs.readFileSync(`/proc/${owner.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, in ms at 100 Hz
+    };
+    const [cpuBefore, wallBefore] = [cpu(), Date.now()];
+    await until(() => Date.now() - wallBefore >= 1_000, 'a second of sampling');
+    const used = cpu() - cpuBefore;
+    assert.ok(used < 500, `the owner used ${used} ms of CPU in ${Date.now() - wallBefore} ms`);
+    assert.equal(owner.proc.exitCode, null, 'the owner is alive');
+    // (Its HTTP server cannot accept either meanwhile: Node resets those connections.)
+    owner.send('unfill');
+    await owner.line('unfill');
+    await newcomer.line('ready');
+    assert.deepEqual(await owner.exited, { code: 0, signal: null });
+    assert.equal((await httpGet({ port, host: '127.0.0.1' })).body.trim(), pidBody(newcomer));
   });
 
   it('survives a newcomer SIGKILLed before ready: the owner keeps serving, the next upgrade works', async (t) => {
