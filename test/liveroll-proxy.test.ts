@@ -5,11 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { WebSocket } from 'ws';
-import { ReverseProxy, type ProxyOptions } from '../src/liveroll/proxy.js';
+import { ReverseProxy, connectionCap, type ProxyOptions } from '../src/liveroll/proxy.js';
 import { silentLogger } from '../src/liveroll/logger.js';
 import {
   fetchOnce,
@@ -322,6 +325,65 @@ test(
     assert.equal(proxy.rotation.all()[0]?.active, 0, 'nothing left in flight');
   },
 );
+
+/** Everything a raw client connection receives until the proxy closes it. */
+async function rawExchange(port: number, bytes: string): Promise<string> {
+  const client = connect(port, '127.0.0.1');
+  let received = '';
+  client.setEncoding('utf8').on('data', (chunk: string) => (received += chunk));
+  // A reset after the answer is fine: what matters is what arrived.
+  const closed = new Promise((resolve) => client.on('close', resolve));
+  client.on('error', () => {});
+  client.write(bytes);
+  await closed;
+  return received;
+}
+
+test(
+  'regression: oversized headers get 431, headers trickled too slowly 408, and connections are capped',
+  TIMEOUT,
+  async (t) => {
+    const a = await startApp(t);
+    const { proxy, port } = await startProxy(t, { clientHeadersTimeoutMs: 300, maxConnections: 2 });
+    proxy.add({ name: 'a', host: '127.0.0.1', port: a.port });
+    const huge = `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`;
+    assert.match(await rawExchange(port, huge), /^HTTP\/1\.1 431 /);
+    // Slowloris: a request line and half a header, then nothing.
+    assert.match(
+      await rawExchange(port, 'GET / HTTP/1.1\r\nHost: x\r\nX-Slow: '),
+      /^HTTP\/1\.1 408 /,
+    );
+    // Two held connections fill the cap: a third is closed unanswered, and works once one goes.
+    const held = [connect(port, '127.0.0.1'), connect(port, '127.0.0.1')];
+    t.after(() => held.forEach((c) => c.destroy()));
+    held.forEach((c) => c.on('error', () => {}));
+    await Promise.all(held.map((c) => once(c, 'connect')));
+    held.forEach((c) => c.write('GET / HTTP/1.1\r\nHost: x\r\n'));
+    assert.equal(await rawExchange(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n'), '');
+    held.forEach((c) => c.destroy());
+    await until(
+      async () => (await fetchOnce(port, '/').catch(() => null))?.status === 200,
+      'room again',
+    );
+    assert.ok(connectionCap() >= 16);
+  },
+);
+
+test('connectionCap leaves descriptors free below the limit', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tr-limits-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'limits');
+  writeFileSync(
+    file,
+    'Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 524288               files\n',
+  );
+  assert.equal(connectionCap(file), 448);
+  writeFileSync(
+    file,
+    'Max open files            unlimited            unlimited            files\n',
+  );
+  assert.ok(connectionCap(file) > 100_000);
+});
 
 test(
   'a child that refuses the connection never saw the request: POST is retried elsewhere',

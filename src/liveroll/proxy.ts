@@ -17,6 +17,7 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
+import fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
@@ -37,7 +38,27 @@ export interface ProxyOptions {
   trustForwardHeaders: boolean;
   /** Seconds sent in `Retry-After` with a 503. */
   retryAfterSeconds?: number;
+  /** Time a client has to send a request's headers (default 30 s; 0 disables). */
+  clientHeadersTimeoutMs?: number;
+  /** Most client connections at once (default: from the descriptor limit, see connectionCap). */
+  maxConnections?: number;
   logger: Logger;
+}
+
+/**
+ * Client connections the proxy takes at once: each may hold two descriptors (the client's and
+ * one to a child), and some must stay free for the children's pools and for a handoff of the
+ * public port, which a proxy at its descriptor limit could not make.
+ */
+export function connectionCap(limitsFile = '/proc/self/limits'): number {
+  let soft = 1024;
+  try {
+    const row = /^Max open files\s+(\d+|unlimited)/m.exec(fs.readFileSync(limitsFile, 'utf8'));
+    if (row?.[1] !== undefined) soft = row[1] === 'unlimited' ? 1 << 20 : Number(row[1]);
+  } catch {
+    // Not Linux's /proc: keep the usual default.
+  }
+  return Math.max(16, Math.floor((soft - 128) / 2));
 }
 
 /** Methods that may be sent twice without changing the outcome (RFC 9110 9.2.2). */
@@ -54,6 +75,18 @@ const connectionErrors = new Set([
 
 /** undici refusing the request itself (a duplicate Host header, say): no child would take it. */
 const badRequestErrors = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED']);
+
+/** The answer to a request Node's parser refused. */
+function clientErrorStatus(code: string | undefined): string {
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return '431 Request Header Fields Too Large';
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return '408 Request Timeout';
+    default:
+      return '400 Bad Request';
+  }
+}
 
 function errorCode(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;
@@ -73,15 +106,26 @@ export class ReverseProxy {
       headersTimeoutMs: options.headersTimeoutMs,
       bodyTimeoutMs: options.idleTimeoutMs,
     });
-    this.server = createServer({ requestTimeout: 0, keepAliveTimeout: 5_000 });
+    // requestTimeout 0 (a body may stream for hours) would also switch headersTimeout off
+    // unless it is set: a client trickling headers (slowloris) would hold its connection.
+    const headersTimeout = options.clientHeadersTimeoutMs ?? 30_000;
+    this.server = createServer({
+      requestTimeout: 0,
+      headersTimeout,
+      // Node checks the timeout at this interval (30 s by default), not to the millisecond.
+      connectionsCheckingInterval: Math.min(30_000, Math.max(50, headersTimeout / 4)),
+      keepAliveTimeout: 5_000,
+    });
     this.server.timeout = options.idleTimeoutMs;
+    this.server.maxConnections = options.maxConnections ?? connectionCap();
     this.server.on('request', (req, res) => new Exchange(this, req, res).start());
     this.server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) =>
       tunnelUpgrade(this, req, socket, head),
     );
-    this.server.on('clientError', (err, socket) => {
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       options.logger.debug({ err: describeError(err) }, 'bad request from a client');
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      const status = clientErrorStatus(err.code);
+      if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
       else socket.destroy();
     });
   }
