@@ -149,6 +149,9 @@ describe('a Node owner hands over to a Python newcomer', () => {
     const owner = nodeProcess(t, dir, 'node-a', '--tcp', 'web', '--unix', `api=${unixPath}`);
     const port = await nodePort(owner);
     await owner.line('ready');
+    // Read before the handoff: the newcomer becomes ready on its own, and the owner may have
+    // closed its sockets and exited by the time the newcomer's report arrives.
+    const ownerSockets = fdTargets(owner.pid);
 
     const newcomer = py(t, ['newcomer', '--dir', dir, '--id', 'py-b', '--serve']);
     const inherited = (await newcomer.line('inherited')).entries as Line[];
@@ -159,7 +162,6 @@ describe('a Node owner hands over to a Python newcomer', () => {
         ['listener', 'api', 'unix', unixPath, `listener(api): unix:${unixPath}`],
       ],
     );
-    const ownerSockets = fdTargets(owner.pid);
     for (const entry of inherited) assert.ok(ownerSockets.includes(String(entry.target)));
     assert.equal(pyPort(await newcomer.line(isListening('web'))), port);
     assert.equal((await newcomer.line('ready')).reply_hex, VECTOR_REPLY);
