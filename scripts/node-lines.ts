@@ -19,11 +19,22 @@ export interface NodeLine {
   nodedir: string;
 }
 
-/** Installs (once) and returns Node `major` for this machine's architecture. */
-export function nodeLine(major: number): NodeLine {
-  const arch = process.arch === 'arm64' ? 'arm64' : 'x64';
+/**
+ * Installs (once) and returns Node `major` for `arch` (this machine's by default; another one
+ * runs under an emulator, and npm must be forced past the package's cpu field).
+ */
+export function nodeLine(
+  major: number,
+  arch: string = process.arch === 'arm64' ? 'arm64' : 'x64',
+): NodeLine {
   const pkg = `node-linux-${arch}`;
-  const prefix = path.join(ROOT, '.tmp', 'node-lines', String(major));
+  const foreign = arch !== process.arch;
+  const prefix = path.join(
+    ROOT,
+    '.tmp',
+    'node-lines',
+    foreign ? `${arch}-${major}` : String(major),
+  );
   const nodedir = path.join(prefix, 'node_modules', pkg);
   const node = path.join(nodedir, 'bin', 'node');
   if (!fs.existsSync(node)) {
@@ -38,12 +49,19 @@ export function nodeLine(major: number): NodeLine {
         '--ignore-scripts',
         '--no-audit',
         '--no-fund',
+        ...(foreign ? ['--force'] : []),
         `${pkg}@${major}`,
       ],
       { stdio: ['ignore', 'ignore', 'inherit'] },
     );
   }
-  const version = execFileSync(node, ['--version'], { encoding: 'utf8' }).trim();
+  const version = foreign
+    ? (
+        JSON.parse(fs.readFileSync(path.join(nodedir, 'package.json'), 'utf8')) as {
+          version: string;
+        }
+      ).version
+    : execFileSync(node, ['--version'], { encoding: 'utf8' }).trim();
   return { major, version, node, nodedir };
 }
 
@@ -80,4 +98,32 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     process.exit(2);
   }
   console.log(nodeLine(major).node);
+}
+
+/**
+ * Makes sure Debian packages are installed, as root with apt-get (a test's own set-up);
+ * returns why not when it cannot.
+ */
+export function ensureDebianPackages(packages: string[]): string | null {
+  const missing = packages.filter((name) => {
+    try {
+      execFileSync('dpkg', ['-s', name], { stdio: 'ignore' });
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  if (missing.length === 0) return null;
+  if (process.getuid?.() !== 0) return `needs root to install ${missing.join(', ')}`;
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  try {
+    execFileSync('apt-get', ['update'], { stdio: 'ignore', env });
+    execFileSync('apt-get', ['install', '-y', '--no-install-recommends', ...missing], {
+      stdio: 'ignore',
+      env,
+    });
+    return null;
+  } catch (err) {
+    return `apt-get could not install ${missing.join(', ')}: ${String(err)}`;
+  }
 }

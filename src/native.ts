@@ -9,6 +9,7 @@
  * path was involved.
  */
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { ErrorCodes, TablerollError } from './errors.js';
 
 /** Credentials of the process at the other end of a unix socket (SO_PEERCRED). */
@@ -171,18 +172,26 @@ export interface NativeAddon {
   Poller: new (fd: number, callback: PollCallback) => Poller;
 }
 
-const ADDON_PATH = '../../build/Release/tableroll.node';
+/** The package's root: node-gyp-build looks in its build/Release, then in its prebuilds/. */
+const PACKAGE_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
+/**
+ * Loads the addon as node-gyp-build finds it: a local build (build/Release, made at install
+ * when no prebuilt binary fits, or in a checkout) first, else the binary shipped prebuilt for
+ * this platform in prebuilds/<platform>-<arch>/.
+ */
 function loadAddon(): NativeAddon {
   const require = createRequire(import.meta.url);
   try {
-    return require(ADDON_PATH) as NativeAddon;
+    const load = require('node-gyp-build') as (dir: string) => unknown;
+    return load(PACKAGE_ROOT) as NativeAddon;
   } catch (cause) {
     throw new TablerollError(
       ErrorCodes.ADDON_MISSING,
-      "tableroll's native addon (build/Release/tableroll.node) is missing or failed to load. " +
-        'Build it with `npm rebuild tableroll` (in a checkout: `npm run build:native`); ' +
-        'this needs python3, make and a C++ compiler, and runs on Linux only.',
+      `tableroll's native addon was found neither prebuilt for linux-${process.arch} nor built ` +
+        'in build/Release. Build it with `npm rebuild tableroll --build-from-source` (in a ' +
+        'checkout: `npm run build:native`); this needs python3, make and a C++ compiler. ' +
+        'tableroll runs on Linux only.',
       { cause, final: true },
     );
   }
