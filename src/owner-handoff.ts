@@ -118,7 +118,13 @@ export async function newcomerTookOver(
   log: Logger,
 ): Promise<boolean> {
   try {
-    await channel.untilPeerSpeaks(limit);
+    try {
+      await channel.untilPeerSpeaks(limit);
+    } catch (err) {
+      // A reset is a hang-up too: a v0 newcomer closes right after its byte, so our reply
+      // reaches a closed socket.
+      if (!(err instanceof TablerollError && err.code === ErrorCodes.HANDOFF_FAILED)) throw err;
+    }
     log.debug({ step: 'newcomer-closed' }, 'the newcomer hung up; waiting for it to take over');
     // While the newcomer holds the lock, our id in pid may only mean it has not written it yet.
     for (let pause = 1; record.namesUs(); pause = Math.min(pause * 2, 20)) {
