@@ -17,6 +17,8 @@
  *   liveroll  proxy vs direct throughput and p99; failed requests across rolling updates and a
  *             takeover (bench/liveroll-proxy.ts, bench/liveroll.ts)
  *   memory    RSS of idle processes (bench/memory.ts)
+ *   soak      liveroll through many forced rolls under load, an owner through many failed
+ *             handoffs: RSS, heap, descriptors and handles over time (bench/soak.ts)
  */
 import { parseArgs } from 'node:util';
 import { measureFdFloor, type FloorPlan } from './fd-floor.js';
@@ -42,8 +44,9 @@ import {
   type HandoffSize,
 } from './report.js';
 import { measureUpgrades, type UpgradesPlan } from './upgrades.js';
+import { measureSoak, soakReport, type SoakPlan } from './soak.js';
 
-const SECTIONS = ['handoff', 'upgrades', 'liveroll', 'memory'] as const;
+const SECTIONS = ['handoff', 'upgrades', 'liveroll', 'memory', 'soak'] as const;
 type Section = (typeof SECTIONS)[number];
 
 /** Repetitions and durations of a run. */
@@ -62,6 +65,7 @@ interface Plan {
   proxy: ProxyPlan;
   liveroll: LiverollPlan;
   memory: MemoryPlan;
+  soak: SoakPlan;
 }
 
 const SIZES = [1, 100, 500];
@@ -78,6 +82,7 @@ const FULL: Plan = {
   proxy: { rounds: 3, seconds: 1, connections: 32, paths: DEFAULT_PATHS },
   liveroll: { updates: 5, keepAliveClients: 4, freshClients: 4, settleMs: 500 },
   memory: { copies: 3, settleMs: 1000 },
+  soak: { rolls: 500, failedHandoffs: 1000 },
 };
 
 const QUICK: Plan = {
@@ -92,21 +97,50 @@ const QUICK: Plan = {
   proxy: { rounds: 1, seconds: 0.4, connections: 32, paths: ['/', '/work?us=250'] },
   liveroll: { updates: 2, keepAliveClients: 4, freshClients: 4, settleMs: 300 },
   memory: { copies: 1, settleMs: 300 },
+  soak: { rolls: 12, failedHandoffs: 20 },
 };
 
-const { values } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    json: { type: 'boolean', default: false },
-    profile: { type: 'boolean', default: false },
-    only: { type: 'string' },
-  },
-});
+const USAGE = `usage: node dist/bench/run.js [--quick] [--json] [--profile] [--only SECTIONS]
+
+  --quick    a smoke run: every section with few repetitions
+  --json     one JSON document on stdout instead of the tables (progress on stderr)
+  --profile  add CPU profiles of cold newcomers to the handoff section
+  --only     a comma-separated list of sections: ${SECTIONS.join(', ')}
+  --help     this text`;
+
+function parseFlags(): ReturnType<typeof parse> {
+  try {
+    return parse();
+  } catch (err) {
+    console.error(`${(err as Error).message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+}
+
+function parse() {
+  return parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+}
+
+const { values } = parseFlags();
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 const plan = values.quick ? QUICK : FULL;
 const selected = (values.only?.split(',') ?? SECTIONS) as Section[];
 for (const name of selected) {
-  if (!SECTIONS.includes(name))
-    throw new Error(`unknown section ${name}; one of ${SECTIONS.join(', ')}`);
+  if (!SECTIONS.includes(name)) {
+    console.error(`unknown section ${name}; one of ${SECTIONS.join(', ')}\n\n${USAGE}`);
+    process.exit(2);
+  }
 }
 
 /** Tables go to stdout, unless stdout is for the JSON document: then progress goes to stderr. */
@@ -190,11 +224,19 @@ async function memorySection(): Promise<object> {
   return memory;
 }
 
+async function soakSection(): Promise<object> {
+  say('measuring: soak ...');
+  const soak = await measureSoak(plan.soak);
+  say(soakReport(soak));
+  return { plan: plan.soak, ...soak };
+}
+
 const RUNNERS: Record<Section, () => Promise<object>> = {
   handoff: handoffSection,
   upgrades: upgradesSection,
   liveroll: liverollSection,
   memory: memorySection,
+  soak: soakSection,
 };
 
 const machine = describeMachine();

@@ -129,6 +129,23 @@ function checkMemory(section: Json): void {
   }
 }
 
+function checkSoak(section: Json): void {
+  for (const [name, samples] of [
+    ['liveroll', (section.liveroll as Json).samples],
+    ['owner', (section.owner as Json).samples],
+  ] as const) {
+    const rows = samples as Json[];
+    assert.ok(rows.length >= 2, `${name} was sampled at least twice`);
+    for (const [i, row] of rows.entries()) {
+      for (const key of ['after', 'rssMiB', 'heapUsedMiB', 'fds', 'handles']) {
+        assert.ok(number(row, key, `soak.${name}[${i}]`) > 0);
+      }
+    }
+  }
+  assert.ok(number(section.liveroll, 'served', 'soak.liveroll') > 0);
+  number(section.liveroll, 'failed', 'soak.liveroll');
+}
+
 test(
   'npm run bench -- --quick --json reports every section with numbers',
   { timeout: 300_000 },
@@ -149,5 +166,19 @@ test(
     checkUpgrades(report.upgrades as Json);
     checkLiveroll(report.liveroll as Json);
     checkMemory(report.memory as Json);
+    checkSoak(report.soak as Json);
   },
 );
+
+test('the bench answers --help, and a bad flag with its usage and exit status 2', async () => {
+  const run = promisify(execFile);
+  const help = await run(process.execPath, [RUN, '--help'], { cwd: ROOT });
+  assert.match(help.stdout, /^usage: node dist\/bench\/run\.js/);
+  assert.match(help.stdout, /--only .*soak/);
+  await assert.rejects(run(process.execPath, [RUN, '--bogus'], { cwd: ROOT }), (err: unknown) => {
+    const failed = err as { code?: number; stderr?: string };
+    assert.equal(failed.code, 2);
+    assert.match(failed.stderr ?? '', /Unknown option '--bogus'[\s\S]*usage:/);
+    return true;
+  });
+});
