@@ -492,6 +492,26 @@ test(
 );
 
 test(
+  'regression: a GET cut by the stop of a retired child gets 502, not a second run on the next child',
+  TIMEOUT,
+  async (t) => {
+    const a = await startApp(t, ['--name', 'a', '--log-requests']);
+    const b = await startApp(t, ['--name', 'b', '--log-requests']);
+    const { proxy, port } = await startProxy(t);
+    proxy.add({ name: 'a', host: '127.0.0.1', port: a.port });
+    const slow = fetchOnce(port, '/slow?ms=20000');
+    await a.app.waitFor((l) => l.event === 'request', 'the slow request to reach a');
+    proxy.add({ name: 'b', host: '127.0.0.1', port: b.port });
+    assert.equal(await proxy.retire('a', 100), false, 'the request outlives the drain');
+    a.app.signal('SIGKILL');
+    const reply = await slow;
+    assert.equal(reply.status, 502);
+    const atB = b.app.matching((l) => l.event === 'request' && l.url === '/slow?ms=20000');
+    assert.equal(atB.length, 0, 'the handler ran once, on a');
+  },
+);
+
+test(
   'a request undici refuses to send (two Host headers) gets 400, not a retry loop',
   TIMEOUT,
   async (t) => {

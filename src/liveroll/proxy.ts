@@ -5,7 +5,9 @@
  *
  * Retries: a request goes to another child only if the first one provably never received it
  * (undici never started writing it: connection refused, connect timeout), or if its method is
- * idempotent and the connection failed before any response byte arrived. A request whose body
+ * idempotent and the connection failed before any response byte arrived, unless that child
+ * was being retired: then it was cut by our own stop after the drain timeout, and is answered
+ * 502 rather than run a second time. A request whose body
  * has started to flow is never retried (the body cannot be replayed), and a response the child
  * sent, 502 included, is never second-guessed. With no healthy child the answer is 503 with
  * `Retry-After`.
@@ -241,10 +243,13 @@ class Exchange {
       return;
     }
     const neverSent = !attempt.started;
+    // A request cut by the stop of a child we retired ran there until its stop (past the
+    // drain timeout): sent again, its handler would run twice. Only a crash is retried.
+    const stoppedByUs = attempt.backend.retired;
     const canRetry =
       !this.responseStarted &&
       !this.bodyStarted &&
-      (neverSent || (this.idempotent && connectionErrors.has(code)));
+      (neverSent || (this.idempotent && connectionErrors.has(code) && !stoppedByUs));
     const log = this.proxy.options.logger;
     log.warn(
       {

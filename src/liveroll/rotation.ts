@@ -26,6 +26,8 @@ export interface PoolSettings {
 /** One child in (or on its way out of) the rotation. */
 export class Backend {
   readonly pool: Pool;
+  /** Out of the rotation on purpose: its child is being drained and stopped. */
+  retired = false;
   private inflight = 0;
   private idleWaiters: (() => void)[] = [];
 
@@ -125,6 +127,7 @@ export class Rotation {
     if (backend === undefined) return true;
     this.members = this.members.filter((b) => b !== backend);
     this.retired.set(name, backend);
+    backend.retired = true;
     return backend.idle(timeoutMs);
   }
 
