@@ -203,8 +203,9 @@ describe('what crashes leave in the coordination directory', () => {
       await owner.line('ready');
       assert.equal((await doomedOwner.exited).signal, 'SIGKILL', kills.join(', '));
     }
+    // Owners that were ready for more than STALE_SOCKET_AGE_MS have swept some already.
     const stale = fs.readdirSync(dir).filter((name) => name.endsWith('.sock'));
-    assert.ok(stale.length >= 8, `crashes left sockets behind: ${stale.join(' ')}`);
+    t.diagnostic(`after ${kills.join(', ')}: ${stale.join(' ')}`);
     // A socket is only swept once it is old enough to rule out a process between bind() and
     // listen(): wait for the youngest to be that old, then hand over once more.
     // Swept already, or old enough (a socket may go between the two looks: an exiting owner's).
