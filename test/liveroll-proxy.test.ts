@@ -340,7 +340,7 @@ async function rawExchange(port: number, bytes: string): Promise<string> {
 }
 
 test(
-  'regression: oversized headers get 431, headers trickled too slowly 408, and connections are capped',
+  'regression: oversized headers get 431, CONNECT 405, headers trickled too slowly 408, and connections are capped',
   TIMEOUT,
   async (t) => {
     const a = await startApp(t);
@@ -348,6 +348,8 @@ test(
     proxy.add({ name: 'a', host: '127.0.0.1', port: a.port });
     const huge = `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`;
     assert.match(await rawExchange(port, huge), /^HTTP\/1\.1 431 /);
+    const connectMethod = 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n';
+    assert.match(await rawExchange(port, connectMethod), /^HTTP\/1\.1 405 [\s\S]*Allow: GET/);
     // Slowloris: a request line and half a header, then nothing.
     assert.match(
       await rawExchange(port, 'GET / HTTP/1.1\r\nHost: x\r\nX-Slow: '),

@@ -20,7 +20,7 @@ import {
   type ServerResponse,
 } from 'node:http';
 import fs from 'node:fs';
-import type { Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
 import { describeError } from './errors.js';
@@ -124,6 +124,14 @@ export class ReverseProxy {
     this.server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) =>
       tunnelUpgrade(this, req, socket, head),
     );
+    // liveroll forwards to its children, it is no forward proxy: say so rather than hang up.
+    this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+      socket.on('error', () => {});
+      socket.end(
+        'HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n' +
+          'Connection: close\r\nContent-Length: 0\r\n\r\n',
+      );
+    });
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       options.logger.debug({ err: describeError(err) }, 'bad request from a client');
       const status = clientErrorStatus(err.code);
