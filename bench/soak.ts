@@ -71,35 +71,52 @@ function reportFlags(reports: string): string[] {
   return ['--report-on-signal', '--report-signal=SIGUSR2', `--report-directory=${reports}`];
 }
 
-/** The process's own view (heap, handles) from a report, and /proc's (RSS, descriptors). */
-async function sample(child: Child, reports: string, after: number): Promise<ProcessSample> {
-  // The report's heap figure is after the process's own collection, so compare like with like.
-  const before = new Set(fs.readdirSync(reports));
-  child.proc.kill('SIGUSR2');
-  const deadline = Date.now() + 10_000;
-  let file: string | undefined;
-  while (file === undefined) {
-    file = fs.readdirSync(reports).find((f) => !before.has(f) && f.endsWith('.json'));
-    if (Date.now() > deadline) throw new Error('no diagnostic report');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  let report: { javascriptHeap: { usedMemory: number }; libuv: { is_active: boolean }[] };
+/** Waits for a new file ending in `suffix` in `dir` whose size has stopped changing. */
+async function newFile(dir: string, before: Set<string>, suffix: string): Promise<string> {
+  const deadline = Date.now() + 60_000;
+  let last = -1;
   for (;;) {
-    try {
-      report = JSON.parse(fs.readFileSync(path.join(reports, file), 'utf8')) as typeof report;
-      break;
-    } catch {
-      if (Date.now() > deadline) throw new Error('an unreadable diagnostic report');
-      await new Promise((resolve) => setTimeout(resolve, 20));
+    const name = fs.readdirSync(dir).find((f) => !before.has(f) && f.endsWith(suffix));
+    if (name !== undefined) {
+      const size = fs.statSync(path.join(dir, name)).size;
+      if (size > 0 && size === last) return path.join(dir, name);
+      last = size;
     }
+    if (Date.now() > deadline) throw new Error(`no ${suffix} file in ${dir}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+/** The process's own view (heap, handles) from a report, and /proc's (RSS, descriptors). */
+async function sample(
+  child: Child,
+  reports: string,
+  after: number,
+  collect = false,
+): Promise<ProcessSample> {
   const status = fs.readFileSync(`/proc/${child.pid}/status`, 'utf8');
   const rssKiB = Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
+  const fds = descriptorsBesidesConnections(child.pid);
+  // A process that takes commands collects its garbage first, so that its heap figure is what
+  // is still reachable (a heap snapshot would do it for any process, but keeps the memory).
+  if (collect) {
+    const from = child.lines.length;
+    child.send('gc');
+    await child.line('gc', 10_000, from);
+  }
+  const before = new Set(fs.readdirSync(reports));
+  child.proc.kill('SIGUSR2');
+  const file = await newFile(reports, before, '.json');
+  const report = JSON.parse(fs.readFileSync(file, 'utf8')) as {
+    javascriptHeap: { usedMemory: number };
+    libuv: { is_active: boolean }[];
+  };
+  fs.rmSync(file);
   return {
     after,
     rssMiB: rssKiB / 1024,
     heapUsedMiB: report.javascriptHeap.usedMemory / 1048576,
-    fds: descriptorsBesidesConnections(child.pid),
+    fds,
     handles: report.libuv.filter((h) => h.is_active).length,
   };
 }
@@ -149,7 +166,7 @@ async function soakOwner(plan: SoakPlan, checkpoints: number[]): Promise<SoakOut
   const owner = startNode(
     path.join(FIXTURES, 'upgrader-process.js'),
     ['--dir', coord, '--id', 'owner', '--tcp', 'web', '--listeners', '3'],
-    { execArgv: reportFlags(reports) },
+    { execArgv: ['--expose-gc', ...reportFlags(reports)] },
   );
   try {
     await owner.line('ready', 30_000);
@@ -164,7 +181,7 @@ async function soakOwner(plan: SoakPlan, checkpoints: number[]): Promise<SoakOut
         owner.lines.findLastIndex((l) => l.event === 'upgrade-failed') + 1,
       );
       if (owner.lines.length > 1_000) owner.lines.splice(0, owner.lines.length - 100);
-      if (checkpoints.includes(attempt)) samples.push(await sample(owner, reports, attempt));
+      if (checkpoints.includes(attempt)) samples.push(await sample(owner, reports, attempt, true));
     }
     return { samples };
   } finally {
