@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { before, describe, it, type TestContext } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { ensureDebianPackages, nodeLine } from '../scripts/node-lines.js';
 import { Child, ROOT, httpGet, tempDir } from './helpers.js';
 
@@ -38,6 +38,7 @@ console.log(JSON.stringify({ event: 'exit', reason }));
 `;
 
 let project = '';
+let packDir = '';
 let setupProblem: string | null = null;
 
 /** Starts the handoff script with `command` (a node, or qemu running one). */
@@ -72,7 +73,9 @@ describe('the packed package with prebuilt addons, installed without scripts', (
       cwd: ROOT,
       stdio: ['ignore', 'ignore', 'pipe'],
     });
+    fs.mkdirSync(path.join(ROOT, '.tmp'), { recursive: true });
     const out = fs.mkdtempSync(path.join(ROOT, '.tmp', 'prebuilt-'));
+    packDir = out;
     const packed = JSON.parse(
       execFileSync('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', out], {
         cwd: ROOT,
@@ -100,6 +103,10 @@ describe('the packed package with prebuilt addons, installed without scripts', (
     );
     const installed = path.join(project, 'node_modules', 'tableroll');
     assert.equal(fs.existsSync(path.join(installed, 'build')), false, 'nothing was compiled');
+  });
+
+  after(() => {
+    if (packDir !== '') fs.rmSync(packDir, { recursive: true, force: true });
   });
 
   it('hands over on x64 with the prebuilt addon', { timeout: TIMEOUT }, async (t) => {
