@@ -30,6 +30,8 @@ export interface ProcessSample {
   after: number;
   rssMiB: number;
   heapUsedMiB: number;
+  /** What V8 holds for its heap, used or not: it grows to a steady size and keeps it. */
+  heapTotalMiB: number;
   fds: number;
   handles: number;
 }
@@ -108,7 +110,7 @@ async function sample(
   child.proc.kill('SIGUSR2');
   const file = await newFile(reports, before, '.json');
   const report = JSON.parse(fs.readFileSync(file, 'utf8')) as {
-    javascriptHeap: { usedMemory: number };
+    javascriptHeap: { usedMemory: number; totalMemory: number };
     libuv: { is_active: boolean }[];
   };
   fs.rmSync(file);
@@ -116,6 +118,7 @@ async function sample(
     after,
     rssMiB: rssKiB / 1024,
     heapUsedMiB: report.javascriptHeap.usedMemory / 1048576,
+    heapTotalMiB: report.javascriptHeap.totalMemory / 1048576,
     fds,
     handles: report.libuv.filter((h) => h.is_active).length,
   };
@@ -193,7 +196,7 @@ async function soakOwner(plan: SoakPlan, checkpoints: number[]): Promise<SoakOut
 /** Both soaks, sampled after 10 and at the end (and in between, for the trend). */
 export async function measureSoak(plan: SoakPlan): Promise<SoakOutcome> {
   const marks = (n: number): number[] =>
-    [...new Set([10, Math.round(n / 4), Math.round(n / 2), Math.round((3 * n) / 4), n])].filter(
+    [...new Set([10, 50, Math.round(n / 4), Math.round(n / 2), Math.round((3 * n) / 4), n])].filter(
       (m) => m >= 10 && m <= n,
     );
   const liveroll = await soakLiveroll(plan, marks(plan.rolls));
@@ -206,13 +209,13 @@ export function soakReport(outcome: SoakOutcome): string {
   const rows = (name: string, unit: string, samples: ProcessSample[]): string[] => {
     const lines = samples.map(
       (s) =>
-        `| ${name} | ${s.after} ${unit} | ${s.rssMiB.toFixed(1)} | ${s.heapUsedMiB.toFixed(1)} | ${s.fds} | ${s.handles} |`,
+        `| ${name} | ${s.after} ${unit} | ${s.rssMiB.toFixed(1)} | ${s.heapUsedMiB.toFixed(1)} | ${s.heapTotalMiB.toFixed(1)} | ${s.fds} | ${s.handles} |`,
     );
     const first = samples[0];
     const last = samples.at(-1);
     if (first && last && last !== first) {
       lines.push(
-        `| ${name} | growth ${first.after} -> ${last.after} | ${(last.rssMiB - first.rssMiB).toFixed(1)} | ${(last.heapUsedMiB - first.heapUsedMiB).toFixed(1)} | ${last.fds - first.fds} | ${last.handles - first.handles} |`,
+        `| ${name} | growth ${first.after} -> ${last.after} | ${(last.rssMiB - first.rssMiB).toFixed(1)} | ${(last.heapUsedMiB - first.heapUsedMiB).toFixed(1)} | ${(last.heapTotalMiB - first.heapTotalMiB).toFixed(1)} | ${last.fds - first.fds} | ${last.handles - first.handles} |`,
       );
     }
     return lines;
@@ -220,8 +223,8 @@ export function soakReport(outcome: SoakOutcome): string {
   const { liveroll, owner } = outcome;
   return [
     'soak: a long-lived process over many handoffs (target: flat, under 10 MiB RSS growth, no descriptor gained)',
-    '| process | after | RSS MiB | heap used MiB | fds (besides TCP connections) | active handles |',
-    '| --- | --- | --- | --- | --- | --- |',
+    '| process | after | RSS MiB | heap used MiB | heap held MiB | fds (besides TCP connections) | active handles |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
     ...rows('liveroll', 'rolls', liveroll.samples),
     ...rows('owner', 'failed handoffs', owner.samples),
     `liveroll under load during the rolls: ${liveroll.served} requests served, ${liveroll.failed} failed`,

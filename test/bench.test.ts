@@ -137,7 +137,7 @@ function checkSoak(section: Json): void {
     const rows = samples as Json[];
     assert.ok(rows.length >= 2, `${name} was sampled at least twice`);
     for (const [i, row] of rows.entries()) {
-      for (const key of ['after', 'rssMiB', 'heapUsedMiB', 'fds', 'handles']) {
+      for (const key of ['after', 'rssMiB', 'heapUsedMiB', 'heapTotalMiB', 'fds', 'handles']) {
         assert.ok(number(row, key, `soak.${name}[${i}]`) > 0);
       }
     }
