@@ -513,6 +513,32 @@ test(
   },
 );
 
+test('response trailers reach the client after the body', TIMEOUT, async (t) => {
+  const a = await startApp(t);
+  const { proxy, port } = await startProxy(t);
+  proxy.add({ name: 'a', host: '127.0.0.1', port: a.port });
+  const { body, trailers, trailerHeader } = await new Promise<{
+    body: string;
+    trailers: Record<string, string | undefined>;
+    trailerHeader: string | undefined;
+  }>((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path: '/trailers', agent: false });
+    req.on('response', (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+      res.on('end', () =>
+        resolve({ body: text, trailers: res.trailers, trailerHeader: res.headers.trailer }),
+      );
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  assert.equal(body, 'part one, part two');
+  assert.equal(trailerHeader, 'x-checksum');
+  assert.equal(trailers['x-checksum'], 'sha256=abc');
+});
+
 test(
   'a request undici refuses to send (two Host headers) gets 400, not a retry loop',
   TIMEOUT,

@@ -95,7 +95,8 @@ function appendForwarded(out: string[], req: IncomingMessage, trust: boolean): v
 
 /**
  * The child's response headers minus hop-by-hop ones, as the flat `[name, value, ...]` list
- * `writeHead` takes. Bytes pass through as latin1, which round-trips any header value.
+ * `writeHead` takes. Bytes pass through as latin1, which round-trips any header value. `Trailer`
+ * is kept: it announces the trailers the proxy forwards after the body.
  */
 export function forwardResponseHeaders(raw: readonly (Buffer | string)[]): string[] {
   const out: string[] = [];
@@ -105,7 +106,7 @@ export function forwardResponseHeaders(raw: readonly (Buffer | string)[]): strin
     const value = raw[i + 1]?.toString('latin1') ?? '';
     const lower = name.toLowerCase();
     if (lower === 'connection') dropped = connectionTokens(value);
-    if (hopByHop.has(lower)) continue;
+    if (hopByHop.has(lower) && lower !== 'trailer') continue;
     out.push(name, value);
   }
   if (dropped === undefined || dropped.size === 0) return out;

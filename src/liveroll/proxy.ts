@@ -339,8 +339,12 @@ class Attempt implements Dispatcher.DispatchHandler {
     });
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
     this.finish();
+    // Trailers (a checksum, gRPC-web's status) go on to the client after the body.
+    if (trailers !== undefined && Object.keys(trailers).length > 0) {
+      this.exchange.res.addTrailers(trailers as Record<string, string | string[]>);
+    }
     this.exchange.res.end();
   }
 
