@@ -343,7 +343,7 @@ class Attempt implements Dispatcher.DispatchHandler {
     this.finish();
     // Trailers (a checksum, gRPC-web's status) go on to the client after the body.
     if (trailers !== undefined && Object.keys(trailers).length > 0) {
-      this.exchange.res.addTrailers(trailers as Record<string, string | string[]>);
+      this.exchange.res.addTrailers(trailers);
     }
     this.exchange.res.end();
   }
