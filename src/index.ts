@@ -24,3 +24,9 @@ export { drainHttpServer, defaultDrainOptions } from './http-drain.js';
 export { runtimeDirectory } from './runtime-directory.js';
 export type { RuntimeEnvironment } from './runtime-directory.js';
 export type { DrainOptions, DrainResult } from './http-drain.js';
+export { drainWebSocketServer } from './websocket-drain.js';
+export type {
+  WebSocketDrainOptions,
+  WebSocketLike,
+  WebSocketServerLike,
+} from './websocket-drain.js';

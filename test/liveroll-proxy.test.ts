@@ -198,13 +198,16 @@ test(
 );
 
 test(
-  'large bodies stream through in bounded memory (256 MiB up, 256 MiB down)',
+  'large bodies stream through in bounded memory (512 MiB up, 512 MiB down)',
   { timeout: 60_000 },
   async (t) => {
     const a = await startApp(t);
     const { proxy, port } = await startProxy(t);
     proxy.add({ name: 'a', host: '127.0.0.1', port: a.port });
-    const size = 256 * 1024 * 1024;
+    // Big enough that holding a whole body shows far above what the runtime's heap sizing
+    // adds while data flows (about 100 MiB on Node 24 and 26, whatever the size: V8 grows its
+    // young generation to the allocation rate), which a tighter bound mistook for buffering.
+    const size = 512 * 1024 * 1024;
     const baseline = process.memoryUsage().rss;
     let peak = baseline;
     const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
@@ -255,10 +258,10 @@ test(
     clearInterval(sampler);
     assert.equal(downloaded, size);
     const growth = peak - baseline;
-    t.diagnostic(`RSS growth while 512 MiB passed: ${Math.round(growth / 1048576)} MiB`);
+    t.diagnostic(`RSS growth while 1 GiB passed: ${Math.round(growth / 1048576)} MiB`);
     assert.ok(
-      growth < 96 * 1024 * 1024,
-      `RSS grew by ${Math.round(growth / 1048576)} MiB while 512 MiB passed`,
+      growth < size / 2,
+      `RSS grew by ${Math.round(growth / 1048576)} MiB while 1 GiB passed: a body was held`,
     );
   },
 );
