@@ -25,6 +25,8 @@ export { runtimeDirectory } from './runtime-directory.js';
 export type { RuntimeEnvironment } from './runtime-directory.js';
 export type { DrainOptions, DrainResult } from './http-drain.js';
 export { drainWebSocketServer } from './websocket-drain.js';
+export { trackHttp2Server } from './http2-drain.js';
+export type { Http2Tracker } from './http2-drain.js';
 export type {
   WebSocketDrainOptions,
   WebSocketLike,
