@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import { startLoad } from '../scripts/http-load.js';
 import { ROOT, startCommand, tempDir, until } from './helpers.js';
 
-const EXAMPLES = ['express', 'fastify'];
+const EXAMPLES = ['express', 'fastify', 'koa', 'hono'];
 
 describe('framework examples', () => {
   for (const name of EXAMPLES) {
