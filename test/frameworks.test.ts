@@ -7,10 +7,12 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { WebSocket } from 'ws';
 import { startLoad } from '../scripts/http-load.js';
 import { ROOT, startCommand, tempDir, until } from './helpers.js';
 
 const EXAMPLES = ['express', 'fastify', 'koa', 'hono'];
+const VERBATIM = [...EXAMPLES, 'websocket'];
 
 describe('framework examples', () => {
   for (const name of EXAMPLES) {
@@ -38,7 +40,52 @@ describe('framework examples', () => {
       second.proc.kill('SIGTERM');
       assert.equal((await second.exited).code, 0);
     });
+  }
+});
 
+/**
+ * A client that sends numbered messages one at a time and counts the acknowledgements; on a
+ * close it reconnects and sends again what was not acknowledged.
+ */
+class EchoClient {
+  readonly closeCodes: number[] = [];
+  readonly acknowledgedBy = new Map<number, string>();
+  private next = 0;
+  private stopped = false;
+  private socket: WebSocket | undefined;
+
+  constructor(private readonly url: string) {}
+
+  start(): void {
+    const socket = new WebSocket(this.url);
+    this.socket = socket;
+    socket.on('open', () => this.send());
+    socket.on('message', (data: Buffer) => {
+      const [pid, n] = data.toString().split(' ');
+      this.acknowledgedBy.set(Number(n), pid!);
+      this.next++;
+      this.send();
+    });
+    socket.on('close', (code) => {
+      this.closeCodes.push(code);
+      if (!this.stopped) this.start();
+    });
+    socket.on('error', () => {});
+  }
+
+  private send(): void {
+    if (!this.stopped && this.socket?.readyState === WebSocket.OPEN)
+      this.socket.send(String(this.next));
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.socket?.close(1000);
+  }
+}
+
+describe('README snippets', () => {
+  for (const name of VERBATIM) {
     it(`${name}: the README shows the example verbatim`, () => {
       const source = fs.readFileSync(path.join(ROOT, 'examples', `${name}.ts`), 'utf8');
       const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
@@ -48,4 +95,33 @@ describe('framework examples', () => {
       );
     });
   }
+});
+
+describe('websocket example', () => {
+  it('every client gets a 1001 close, reconnects to the new process, and no acknowledged message is lost', async (t) => {
+    const script = path.join(ROOT, 'dist/examples/websocket.js');
+    const dir = tempDir(t);
+    const args = ['--dir', dir, '--port', '0'];
+    const first = startCommand(t, process.execPath, [script, ...args]);
+    const { port } = (await first.line('ready')) as { port: number };
+    const clients = Array.from({ length: 3 }, () => new EchoClient(`ws://127.0.0.1:${port}/`));
+    t.after(() => clients.forEach((c) => c.stop()));
+    clients.forEach((c) => c.start());
+    await until(() => clients.every((c) => c.acknowledgedBy.size > 10), 'messages to the first');
+    const second = startCommand(t, process.execPath, [script, ...args]);
+    await second.line('ready');
+    const exit = await first.line('exit');
+    assert.deepEqual([exit.reason, exit.forced], ['upgraded', false]);
+    const bySecond = (c: EchoClient): number =>
+      [...c.acknowledgedBy.values()].filter((pid) => pid === String(second.pid)).length;
+    await until(() => clients.every((c) => bySecond(c) > 10), 'messages to the second');
+    clients.forEach((c) => c.stop());
+    for (const client of clients) {
+      assert.equal(client.closeCodes[0], 1001, 'a going-away close, not a reset (1006)');
+      const numbers = [...client.acknowledgedBy.keys()].sort((a, b) => a - b);
+      assert.deepEqual(numbers, [...numbers.keys()], 'every message acknowledged, none skipped');
+    }
+    second.proc.kill('SIGTERM');
+    assert.equal((await second.exited).code, 0);
+  });
 });
