@@ -12,7 +12,7 @@ import { startLoad } from '../scripts/http-load.js';
 import { ROOT, startCommand, tempDir, until } from './helpers.js';
 
 const EXAMPLES = ['express', 'fastify', 'koa', 'hono'];
-const VERBATIM = [...EXAMPLES, 'websocket'];
+const VERBATIM = [...EXAMPLES, 'websocket', 'unix-socket'];
 
 describe('framework examples', () => {
   for (const name of EXAMPLES) {
@@ -83,6 +83,31 @@ class EchoClient {
     this.socket?.close(1000);
   }
 }
+
+describe('unix socket example', () => {
+  it('hands its socket to a second copy under load with no failed request; the path survives', async (t) => {
+    const script = path.join(ROOT, 'dist/examples/unix-socket.js');
+    const dir = tempDir(t);
+    const socketPath = path.join(dir, 'app.sock');
+    const args = ['--dir', path.join(dir, 'coord'), '--socket', socketPath];
+    const first = startCommand(t, process.execPath, [script, ...args]);
+    await first.line('ready');
+    assert.equal(fs.statSync(socketPath).mode & 0o777, 0o660);
+    const load = startLoad({ socketPath }, { keepAliveClients: 2, freshClients: 2, maxMs: 60_000 });
+    const second = startCommand(t, process.execPath, [script, ...args]);
+    await second.line('ready');
+    assert.deepEqual((await first.line('exit')).reason, 'upgraded');
+    assert.equal((await first.exited).code, 0);
+    const served = load.result.ok;
+    await until(() => load.result.ok > served + 20, 'requests served by the second copy');
+    const result = await load.stop();
+    assert.equal(result.failed, 0, JSON.stringify(result.reasons));
+    assert.ok((result.bodies[`hello from ${second.pid}`] ?? 0) > 0);
+    assert.ok(fs.statSync(socketPath).isSocket(), 'the old process did not unlink the path');
+    second.proc.kill('SIGTERM');
+    assert.equal((await second.exited).code, 0);
+  });
+});
 
 describe('README snippets', () => {
   for (const name of VERBATIM) {
