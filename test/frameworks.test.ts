@@ -4,7 +4,9 @@
  * request, and the first drains and exits. The README's snippets are these files.
  */
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { WebSocket } from 'ws';
@@ -104,6 +106,113 @@ describe('unix socket example', () => {
     assert.equal(result.failed, 0, JSON.stringify(result.reasons));
     assert.ok((result.bodies[`hello from ${second.pid}`] ?? 0) > 0);
     assert.ok(fs.statSync(socketPath).isSocket(), 'the old process did not unlink the path');
+    second.proc.kill('SIGTERM');
+    assert.equal((await second.exited).code, 0);
+  });
+});
+
+/** Sends numbered lines one at a time over TCP; reconnects on a close and resends the last. */
+class LineClient {
+  readonly acknowledgedBy = new Map<number, string>();
+  readonly errors: string[] = [];
+  private next = 0;
+  private stopped = false;
+  private socket: net.Socket | undefined;
+
+  constructor(private readonly port: number) {}
+
+  start(): void {
+    const socket = net.connect(this.port, '127.0.0.1');
+    this.socket = socket;
+    let pending = '';
+    socket.on('connect', () => socket.write(`${this.next}\n`));
+    socket.setEncoding('utf8').on('data', (chunk: string) => {
+      pending += chunk;
+      for (let nl = pending.indexOf('\n'); nl !== -1; nl = pending.indexOf('\n')) {
+        const [pid, n] = pending.slice(0, nl).split(' ');
+        pending = pending.slice(nl + 1);
+        this.acknowledgedBy.set(Number(n), pid!);
+        this.next++;
+        if (!this.stopped && socket.writable) socket.write(`${this.next}\n`);
+      }
+    });
+    socket.on('error', (err: NodeJS.ErrnoException) => this.errors.push(err.code ?? err.message));
+    socket.on('close', () => {
+      if (!this.stopped) this.start();
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.socket?.end();
+  }
+}
+
+describe('tcp and udp examples', () => {
+  it('tcp: persistent line-echo clients move to the new process with no reset and no line lost', async (t) => {
+    const script = path.join(ROOT, 'dist/examples/tcp-echo.js');
+    const dir = tempDir(t);
+    const args = ['--dir', dir, '--port', '0'];
+    const first = startCommand(t, process.execPath, [script, ...args]);
+    const { port } = (await first.line('ready')) as { port: number };
+    const clients = Array.from({ length: 3 }, () => new LineClient(port));
+    t.after(() => clients.forEach((c) => c.stop()));
+    clients.forEach((c) => c.start());
+    await until(() => clients.every((c) => c.acknowledgedBy.size > 10), 'lines to the first');
+    const second = startCommand(t, process.execPath, [script, ...args]);
+    await second.line('ready');
+    assert.equal((await first.line('exit')).reason, 'upgraded');
+    const bySecond = (c: LineClient): number =>
+      [...c.acknowledgedBy.values()].filter((pid) => pid === String(second.pid)).length;
+    await until(() => clients.every((c) => bySecond(c) > 10), 'lines to the second');
+    clients.forEach((c) => c.stop());
+    for (const client of clients) {
+      assert.deepEqual(client.errors, [], 'no reset');
+      const numbers = [...client.acknowledgedBy.keys()].sort((a, b) => a - b);
+      assert.deepEqual(numbers, [...numbers.keys()], 'every line answered, none skipped');
+    }
+    second.proc.kill('SIGTERM');
+    assert.equal((await second.exited).code, 0);
+  });
+
+  it('udp: datagrams sent across the handoff are answered by one process or the other; the loss is printed and bounded', async (t) => {
+    const script = path.join(ROOT, 'dist/examples/udp-echo.js');
+    const dir = tempDir(t);
+    const args = ['--dir', dir, '--port', '0'];
+    const first = startCommand(t, process.execPath, [script, ...args]);
+    const { port } = (await first.line('ready')) as { port: number };
+    const client = dgram.createSocket('udp4');
+    t.after(() => client.close());
+    const answers = new Map<number, string>();
+    client.on('message', (message) => {
+      const [pid, n] = message.toString().split(' ');
+      answers.set(Number(n), pid!);
+    });
+    await new Promise<void>((resolve) => client.bind(0, '127.0.0.1', resolve));
+    let sent = 0;
+    const send = (): void => client.send(String(sent++), port, '127.0.0.1');
+    // One datagram per answer (or per 20 ms without one), through the whole handoff.
+    let stopped = false;
+    const pump = async (): Promise<void> => {
+      while (!stopped) {
+        const before = answers.size;
+        send();
+        await until(() => answers.size > before || stopped, 'an answer', 20).catch(() => {});
+      }
+    };
+    const pumping = pump();
+    await until(() => answers.size > 50, 'answers from the first');
+    const second = startCommand(t, process.execPath, [script, ...args]);
+    await second.line('ready');
+    assert.equal((await first.line('exit')).reason, 'upgraded');
+    const bySecond = (): number =>
+      [...answers.values()].filter((pid) => pid === String(second.pid)).length;
+    await until(() => bySecond() > 50, 'answers from the second');
+    stopped = true;
+    await pumping;
+    const lost = sent - answers.size;
+    t.diagnostic(`udp: ${sent} datagrams sent, ${answers.size} answered, ${lost} lost`);
+    assert.ok(lost <= Math.max(2, sent * 0.01), `${lost} of ${sent} datagrams lost`);
     second.proc.kill('SIGTERM');
     assert.equal((await second.exited).code, 0);
   });
