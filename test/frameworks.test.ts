@@ -4,8 +4,11 @@
  * request, and the first drains and exits. The README's snippets are these files.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
+import { once } from 'node:events';
 import fs from 'node:fs';
+import http2 from 'node:http2';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -14,7 +17,7 @@ import { startLoad } from '../scripts/http-load.js';
 import { ROOT, startCommand, tempDir, until } from './helpers.js';
 
 const EXAMPLES = ['express', 'fastify', 'koa', 'hono'];
-const VERBATIM = [...EXAMPLES, 'websocket', 'unix-socket'];
+const VERBATIM = [...EXAMPLES, 'websocket', 'unix-socket', 'http2'];
 
 describe('framework examples', () => {
   for (const name of EXAMPLES) {
@@ -213,6 +216,78 @@ describe('tcp and udp examples', () => {
     const lost = sent - answers.size;
     t.diagnostic(`udp: ${sent} datagrams sent, ${answers.size} answered, ${lost} lost`);
     assert.ok(lost <= Math.max(2, sent * 0.01), `${lost} of ${sent} datagrams lost`);
+    second.proc.kill('SIGTERM');
+    assert.equal((await second.exited).code, 0);
+  });
+});
+
+/** A self-signed certificate for 127.0.0.1, made with openssl in `dir`. */
+function certificate(dir: string): { cert: string; key: string } {
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
+  return { cert, key };
+}
+
+describe('http2 example', () => {
+  it('a client multiplexing streams over one session sees no reset, a GOAWAY, and a new session on the new process', async (t) => {
+    const script = path.join(ROOT, 'dist/examples/http2.js');
+    const dir = tempDir(t);
+    const { cert, key } = certificate(dir);
+    const args = ['--dir', path.join(dir, 'coord'), '--port', '0', '--cert', cert, '--key', key];
+    const first = startCommand(t, process.execPath, [script, ...args]);
+    const { port } = (await first.line('ready')) as { port: number };
+    const ca = fs.readFileSync(cert);
+    const connect = (): http2.ClientHttp2Session => {
+      const session = http2.connect(`https://127.0.0.1:${port}`, { ca });
+      session.on('error', () => {});
+      t.after(() => session.destroy());
+      return session;
+    };
+    const get = (session: http2.ClientHttp2Session, p: string): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const stream = session.request({ ':path': p });
+        let body = '';
+        stream.setEncoding('utf8').on('data', (c: string) => (body += c));
+        stream.on('end', () => resolve(body));
+        stream.on('error', reject);
+        stream.end();
+      });
+    const session = connect();
+    const goaway = once(session, 'goaway');
+    assert.match(await get(session, '/'), new RegExp(`hello from ${first.pid} over 2.0`));
+    const inFlight = [get(session, '/?ms=300'), get(session, '/?ms=500'), get(session, '/?ms=700')];
+    const second = startCommand(t, process.execPath, [script, ...args]);
+    await second.line('ready');
+    await goaway;
+    for (const body of await Promise.all(inFlight)) {
+      assert.match(body, new RegExp(`hello from ${first.pid}`), 'streams in flight finished');
+    }
+    const exit = await first.line('exit');
+    assert.deepEqual([exit.reason, exit.forced], ['upgraded', false]);
+    assert.match(await get(connect(), '/'), new RegExp(`hello from ${second.pid} over 2.0`));
     second.proc.kill('SIGTERM');
     assert.equal((await second.exited).code, 0);
   });
