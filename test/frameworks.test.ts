@@ -9,6 +9,7 @@ import dgram from 'node:dgram';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import http2 from 'node:http2';
+import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -288,6 +289,56 @@ describe('http2 example', () => {
     const exit = await first.line('exit');
     assert.deepEqual([exit.reason, exit.forced], ['upgraded', false]);
     assert.match(await get(connect(), '/'), new RegExp(`hello from ${second.pid} over 2.0`));
+    second.proc.kill('SIGTERM');
+    assert.equal((await second.exited).code, 0);
+  });
+});
+
+describe('https example', () => {
+  it('hands its TLS port over under keep-alive and one-shot load with no failed request', async (t) => {
+    const script = path.join(ROOT, 'dist/examples/https-server.js');
+    const dir = tempDir(t);
+    const { cert, key } = certificate(dir);
+    const args = ['--dir', path.join(dir, 'coord'), '--port', '0', '--cert', cert, '--key', key];
+    const first = startCommand(t, process.execPath, [script, ...args]);
+    const { port } = (await first.line('ready')) as { port: number };
+    const ca = fs.readFileSync(cert);
+    const keepAlive = new https.Agent({ keepAlive: true, ca });
+    t.after(() => keepAlive.destroy());
+    const outcome = { ok: 0, failed: [] as string[], bodies: new Set<string>() };
+    let stopped = false;
+    const loop = async (agent: https.Agent | false): Promise<void> => {
+      while (!stopped) {
+        await new Promise<void>((resolve) => {
+          const req = https.get({ host: '127.0.0.1', port, path: '/', agent, ca }, (res) => {
+            let body = '';
+            res.setEncoding('utf8').on('data', (c: string) => (body += c));
+            res.on('end', () => {
+              outcome.ok++;
+              outcome.bodies.add(body.trim());
+              resolve();
+            });
+          });
+          req.on('error', (err) => {
+            outcome.failed.push(String(err));
+            resolve();
+          });
+        });
+      }
+    };
+    const loops = [loop(keepAlive), loop(keepAlive), loop(false), loop(false)];
+    await until(() => outcome.ok > 20, 'requests to the first');
+    const second = startCommand(t, process.execPath, [script, ...args]);
+    await second.line('ready');
+    const exit = await first.line('exit');
+    assert.deepEqual([exit.reason, exit.forced], ['upgraded', false]);
+    await until(() => outcome.bodies.has(`hello from ${second.pid}`), 'the second to answer');
+    const served = outcome.ok;
+    await until(() => outcome.ok > served + 20, 'more requests to the second');
+    stopped = true;
+    await Promise.all(loops);
+    assert.deepEqual(outcome.failed, []);
+    assert.ok(outcome.bodies.has(`hello from ${first.pid}`));
     second.proc.kill('SIGTERM');
     assert.equal((await second.exited).code, 0);
   });
