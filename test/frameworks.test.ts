@@ -18,7 +18,7 @@ import { startLoad } from '../scripts/http-load.js';
 import { ROOT, startCommand, tempDir, until } from './helpers.js';
 
 const EXAMPLES = ['express', 'fastify', 'koa', 'hono'];
-const VERBATIM = [...EXAMPLES, 'websocket', 'unix-socket', 'http2'];
+const VERBATIM = [...EXAMPLES, 'websocket', 'unix-socket', 'http2', 'cluster'];
 
 describe('framework examples', () => {
   for (const name of EXAMPLES) {
@@ -343,6 +343,58 @@ describe('https example', () => {
     assert.equal((await second.exited).code, 0);
   });
 });
+
+describe('cluster example', () => {
+  it('4 workers hand over to the next group under load: no failed request, no old worker left', async (t) => {
+    const script = path.join(ROOT, 'dist/examples/cluster.js');
+    const dir = tempDir(t);
+    const args = ['--dir', dir, '--port', '0', '--workers', '4'];
+    const first = startCommand(t, process.execPath, [script, ...args]);
+    const ready = await first.line('ready');
+    const port = ready.port as number;
+    const oldWorkers = ready.workers as number[];
+    t.after(() => oldWorkers.forEach((pid) => killQuietly(pid)));
+    const load = startLoad(
+      { host: '127.0.0.1', port },
+      { keepAliveClients: 4, freshClients: 4, maxMs: 60_000 },
+    );
+    await until(() => load.result.ok > 50, 'requests to the first group');
+    const second = startCommand(t, process.execPath, [script, ...args]);
+    const next = await second.line('ready');
+    t.after(() => (next.workers as number[]).forEach((pid) => killQuietly(pid)));
+    assert.equal(next.port, port);
+    assert.equal((await first.line('exit')).reason, 'upgraded');
+    assert.equal((await first.exited).code, 0);
+    for (const pid of oldWorkers) assert.ok(!isAlive(pid), `old worker ${pid} is gone`);
+    const served = load.result.ok;
+    await until(() => load.result.ok > served + 50, 'requests to the second group');
+    const result = await load.stop();
+    assert.equal(result.failed, 0, JSON.stringify(result.reasons));
+    const answered = (pids: number[]): number =>
+      pids.filter((pid) => (result.bodies[`hello from ${pid}`] ?? 0) > 0).length;
+    assert.ok(answered(oldWorkers) >= 2, 'the old workers shared the load');
+    assert.ok(answered(next.workers as number[]) >= 2, 'the new workers share the load');
+    second.proc.kill('SIGTERM');
+    assert.equal((await second.exited).code, 0);
+  });
+});
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone already
+  }
+}
 
 describe('README snippets', () => {
   for (const name of VERBATIM) {
