@@ -91,4 +91,20 @@ describe('npm run demo', () => {
     assert.match(String(summary.text), /^demo: [1-9]\d* ok, 0 failed, 2 upgrades$/);
     assert.equal((await demo.exited).code, 0);
   });
+
+  it('runs against a framework example with --example', async (t) => {
+    const demo = startCommand(t, process.execPath, [
+      path.join(ROOT, 'dist/scripts/demo.js'),
+      '--upgrades',
+      '2',
+      '--example',
+      'fastify',
+    ]);
+    const summary = await demo.line(
+      (l) => l.event === 'text' && String(l.text).startsWith('demo:'),
+      60_000,
+    );
+    assert.match(String(summary.text), /^demo: [1-9]\d* ok, 0 failed, 2 upgrades$/);
+    assert.equal((await demo.exited).code, 0);
+  });
 });
