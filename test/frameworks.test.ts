@@ -397,14 +397,20 @@ function killQuietly(pid: number): void {
 }
 
 describe('README snippets', () => {
+  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
   for (const name of VERBATIM) {
-    it(`${name}: the README shows the example verbatim`, () => {
-      const source = fs.readFileSync(path.join(ROOT, 'examples', `${name}.ts`), 'utf8');
-      const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-      assert.ok(
-        readme.includes('```ts\n' + source + '```'),
-        `README.md must embed examples/${name}.ts`,
-      );
+    it(`${name}: the README's snippet is an excerpt of the example, in order and unedited`, () => {
+      const marker = `<!-- example: ${name} -->\n\`\`\`ts\n`;
+      const at = readme.indexOf(marker);
+      assert.ok(at !== -1, `README.md has a snippet for examples/${name}.ts`);
+      const snippet = readme.slice(at + marker.length, readme.indexOf('```', at + marker.length));
+      const source = fs.readFileSync(path.join(ROOT, 'examples', `${name}.ts`), 'utf8').split('\n');
+      let from = 0;
+      for (const line of snippet.split('\n').filter((l) => l !== '' && l !== '// ...')) {
+        const found = source.indexOf(line, from);
+        assert.ok(found !== -1, `examples/${name}.ts has, in this order: ${line}`);
+        from = found + 1;
+      }
     });
   }
 });
