@@ -12,27 +12,33 @@ import http2 from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { WebSocket } from 'ws';
 import { startLoad } from '../scripts/http-load.js';
-import { ROOT, startCommand, tempDir, until } from './helpers.js';
+import { ROOT, startCommand, tempDir, until, type Child } from './helpers.js';
 
 const EXAMPLES = ['express', 'fastify', 'koa', 'hono'];
 const VERBATIM = [...EXAMPLES, 'websocket', 'unix-socket', 'http2', 'cluster'];
 
+/** Starts copies of dist/examples/<name>.js with the given arguments, killed after the test. */
+function example(t: TestContext, name: string): (args: string[]) => Child {
+  const script = path.join(ROOT, 'dist/examples', `${name}.js`);
+  return (args) => startCommand(t, process.execPath, [script, ...args]);
+}
+
 describe('framework examples', () => {
   for (const name of EXAMPLES) {
-    const script = path.join(ROOT, 'dist/examples', `${name}.js`);
     it(`${name}: hands its port to a second copy under load with no failed request`, async (t) => {
+      const run = example(t, name);
       const dir = tempDir(t);
       const args = ['--dir', dir, '--port', '0'];
-      const first = startCommand(t, process.execPath, [script, ...args]);
+      const first = run(args);
       const { port } = (await first.line('ready')) as { port: number };
       const load = startLoad(
         { host: '127.0.0.1', port },
         { keepAliveClients: 2, freshClients: 2, maxMs: 60_000 },
       );
-      const second = startCommand(t, process.execPath, [script, ...args]);
+      const second = run(args);
       assert.equal((await second.line('ready')).port, port);
       const exit = await first.line('exit');
       assert.deepEqual([exit.reason, exit.forced], ['upgraded', false]);
@@ -92,15 +98,15 @@ class EchoClient {
 
 describe('unix socket example', () => {
   it('hands its socket to a second copy under load with no failed request; the path survives', async (t) => {
-    const script = path.join(ROOT, 'dist/examples/unix-socket.js');
+    const run = example(t, 'unix-socket');
     const dir = tempDir(t);
     const socketPath = path.join(dir, 'app.sock');
     const args = ['--dir', path.join(dir, 'coord'), '--socket', socketPath];
-    const first = startCommand(t, process.execPath, [script, ...args]);
+    const first = run(args);
     await first.line('ready');
     assert.equal(fs.statSync(socketPath).mode & 0o777, 0o660);
     const load = startLoad({ socketPath }, { keepAliveClients: 2, freshClients: 2, maxMs: 60_000 });
-    const second = startCommand(t, process.execPath, [script, ...args]);
+    const second = run(args);
     await second.line('ready');
     assert.deepEqual((await first.line('exit')).reason, 'upgraded');
     assert.equal((await first.exited).code, 0);
@@ -154,16 +160,16 @@ class LineClient {
 
 describe('tcp and udp examples', () => {
   it('tcp: persistent line-echo clients move to the new process with no reset and no line lost', async (t) => {
-    const script = path.join(ROOT, 'dist/examples/tcp-echo.js');
+    const run = example(t, 'tcp-echo');
     const dir = tempDir(t);
     const args = ['--dir', dir, '--port', '0'];
-    const first = startCommand(t, process.execPath, [script, ...args]);
+    const first = run(args);
     const { port } = (await first.line('ready')) as { port: number };
     const clients = Array.from({ length: 3 }, () => new LineClient(port));
     t.after(() => clients.forEach((c) => c.stop()));
     clients.forEach((c) => c.start());
     await until(() => clients.every((c) => c.acknowledgedBy.size > 10), 'lines to the first');
-    const second = startCommand(t, process.execPath, [script, ...args]);
+    const second = run(args);
     await second.line('ready');
     assert.equal((await first.line('exit')).reason, 'upgraded');
     const bySecond = (c: LineClient): number =>
@@ -180,10 +186,10 @@ describe('tcp and udp examples', () => {
   });
 
   it('udp: datagrams sent across the handoff are answered by one process or the other; the loss is printed and bounded', async (t) => {
-    const script = path.join(ROOT, 'dist/examples/udp-echo.js');
+    const run = example(t, 'udp-echo');
     const dir = tempDir(t);
     const args = ['--dir', dir, '--port', '0'];
-    const first = startCommand(t, process.execPath, [script, ...args]);
+    const first = run(args);
     const { port } = (await first.line('ready')) as { port: number };
     const client = dgram.createSocket('udp4');
     t.after(() => client.close());
@@ -206,7 +212,7 @@ describe('tcp and udp examples', () => {
     };
     const pumping = pump();
     await until(() => answers.size > 50, 'answers from the first');
-    const second = startCommand(t, process.execPath, [script, ...args]);
+    const second = run(args);
     await second.line('ready');
     assert.equal((await first.line('exit')).reason, 'upgraded');
     const bySecond = (): number =>
@@ -252,15 +258,20 @@ function certificate(dir: string): { cert: string; key: string } {
   return { cert, key };
 }
 
+/** A TLS example started with a fresh certificate: how to start more copies, and the first. */
+async function startTlsExample(t: TestContext, name: string) {
+  const run = example(t, name);
+  const dir = tempDir(t);
+  const { cert, key } = certificate(dir);
+  const args = ['--dir', path.join(dir, 'coord'), '--port', '0', '--cert', cert, '--key', key];
+  const first = run(args);
+  const { port } = (await first.line('ready')) as { port: number };
+  return { run, args, first, port, ca: fs.readFileSync(cert) };
+}
+
 describe('http2 example', () => {
   it('a client multiplexing streams over one session sees no reset, a GOAWAY, and a new session on the new process', async (t) => {
-    const script = path.join(ROOT, 'dist/examples/http2.js');
-    const dir = tempDir(t);
-    const { cert, key } = certificate(dir);
-    const args = ['--dir', path.join(dir, 'coord'), '--port', '0', '--cert', cert, '--key', key];
-    const first = startCommand(t, process.execPath, [script, ...args]);
-    const { port } = (await first.line('ready')) as { port: number };
-    const ca = fs.readFileSync(cert);
+    const { run, args, first, port, ca } = await startTlsExample(t, 'http2');
     const connect = (): http2.ClientHttp2Session => {
       const session = http2.connect(`https://127.0.0.1:${port}`, { ca });
       session.on('error', () => {});
@@ -280,7 +291,7 @@ describe('http2 example', () => {
     const goaway = once(session, 'goaway');
     assert.match(await get(session, '/'), new RegExp(`hello from ${first.pid} over 2.0`));
     const inFlight = [get(session, '/?ms=300'), get(session, '/?ms=500'), get(session, '/?ms=700')];
-    const second = startCommand(t, process.execPath, [script, ...args]);
+    const second = run(args);
     await second.line('ready');
     await goaway;
     for (const body of await Promise.all(inFlight)) {
@@ -296,13 +307,7 @@ describe('http2 example', () => {
 
 describe('https example', () => {
   it('hands its TLS port over under keep-alive and one-shot load with no failed request', async (t) => {
-    const script = path.join(ROOT, 'dist/examples/https-server.js');
-    const dir = tempDir(t);
-    const { cert, key } = certificate(dir);
-    const args = ['--dir', path.join(dir, 'coord'), '--port', '0', '--cert', cert, '--key', key];
-    const first = startCommand(t, process.execPath, [script, ...args]);
-    const { port } = (await first.line('ready')) as { port: number };
-    const ca = fs.readFileSync(cert);
+    const { run, args, first, port, ca } = await startTlsExample(t, 'https-server');
     const keepAlive = new https.Agent({ keepAlive: true, ca });
     t.after(() => keepAlive.destroy());
     const outcome = { ok: 0, failed: [] as string[], bodies: new Set<string>() };
@@ -328,7 +333,7 @@ describe('https example', () => {
     };
     const loops = [loop(keepAlive), loop(keepAlive), loop(false), loop(false)];
     await until(() => outcome.ok > 20, 'requests to the first');
-    const second = startCommand(t, process.execPath, [script, ...args]);
+    const second = run(args);
     await second.line('ready');
     const exit = await first.line('exit');
     assert.deepEqual([exit.reason, exit.forced], ['upgraded', false]);
@@ -346,10 +351,10 @@ describe('https example', () => {
 
 describe('cluster example', () => {
   it('4 workers hand over to the next group under load: no failed request, no old worker left', async (t) => {
-    const script = path.join(ROOT, 'dist/examples/cluster.js');
+    const run = example(t, 'cluster');
     const dir = tempDir(t);
     const args = ['--dir', dir, '--port', '0', '--workers', '4'];
-    const first = startCommand(t, process.execPath, [script, ...args]);
+    const first = run(args);
     const ready = await first.line('ready');
     const port = ready.port as number;
     const oldWorkers = ready.workers as number[];
@@ -359,7 +364,7 @@ describe('cluster example', () => {
       { keepAliveClients: 4, freshClients: 4, maxMs: 60_000 },
     );
     await until(() => load.result.ok > 50, 'requests to the first group');
-    const second = startCommand(t, process.execPath, [script, ...args]);
+    const second = run(args);
     const next = await second.line('ready');
     t.after(() => (next.workers as number[]).forEach((pid) => killQuietly(pid)));
     assert.equal(next.port, port);
@@ -417,16 +422,16 @@ describe('README snippets', () => {
 
 describe('websocket example', () => {
   it('every client gets a 1001 close, reconnects to the new process, and no acknowledged message is lost', async (t) => {
-    const script = path.join(ROOT, 'dist/examples/websocket.js');
+    const run = example(t, 'websocket');
     const dir = tempDir(t);
     const args = ['--dir', dir, '--port', '0'];
-    const first = startCommand(t, process.execPath, [script, ...args]);
+    const first = run(args);
     const { port } = (await first.line('ready')) as { port: number };
     const clients = Array.from({ length: 3 }, () => new EchoClient(`ws://127.0.0.1:${port}/`));
     t.after(() => clients.forEach((c) => c.stop()));
     clients.forEach((c) => c.start());
     await until(() => clients.every((c) => c.acknowledgedBy.size > 10), 'messages to the first');
-    const second = startCommand(t, process.execPath, [script, ...args]);
+    const second = run(args);
     await second.line('ready');
     const exit = await first.line('exit');
     assert.deepEqual([exit.reason, exit.forced], ['upgraded', false]);
