@@ -1,6 +1,7 @@
-// HTTP/2 over TLS with zero-downtime upgrades. The sessions are tracked from the start; after a
-// handoff each one gets a GOAWAY, its streams in flight finish, and the client opens its next
-// streams on a new session, with the new process.
+// HTTP/2 over TLS, with HTTP/1.1 for clients that do not speak it, and zero-downtime upgrades.
+// The server is tracked from the start; after a handoff each HTTP/2 session gets a GOAWAY (its
+// streams in flight finish, and the client opens the next ones on a new session, with the new
+// process), and HTTP/1.1 connections close after their requests.
 //   node dist/examples/http2.js --dir /run/user/1000/h2-example --port 8443 --cert cert.pem --key key.pem
 import fs from 'node:fs';
 import http2 from 'node:http2';
@@ -25,7 +26,7 @@ const upgrader = await Upgrader.create(dir, values.id ?? String(process.pid));
 const listener = await upgrader.fds.listen(`port-${port}`, { host: '127.0.0.1', port });
 
 const server = http2.createSecureServer(
-  { cert: fs.readFileSync(values.cert!), key: fs.readFileSync(values.key!) },
+  { cert: fs.readFileSync(values.cert!), key: fs.readFileSync(values.key!), allowHTTP1: true },
   (req, res) => {
     const ms = Number(new URL(req.url, 'https://x').searchParams.get('ms') ?? 0);
     setTimeout(() => res.end(`hello from ${process.pid} over ${req.httpVersion}\n`), ms);

@@ -291,12 +291,27 @@ describe('http2 example', () => {
     const goaway = once(session, 'goaway');
     assert.match(await get(session, '/'), new RegExp(`hello from ${first.pid} over 2.0`));
     const inFlight = [get(session, '/?ms=300'), get(session, '/?ms=500'), get(session, '/?ms=700')];
+    // An HTTP/1.1 client (allowHTTP1) with a request in flight too.
+    const http1 = new Promise<{ body: string; connection: string | undefined }>(
+      (resolve, reject) => {
+        https
+          .get({ host: '127.0.0.1', port, path: '/?ms=500', ca, agent: false }, (res) => {
+            let body = '';
+            res.setEncoding('utf8').on('data', (c: string) => (body += c));
+            res.on('end', () => resolve({ body, connection: res.headers.connection }));
+          })
+          .on('error', reject);
+      },
+    );
     const second = run(args);
     await second.line('ready');
     await goaway;
     for (const body of await Promise.all(inFlight)) {
       assert.match(body, new RegExp(`hello from ${first.pid}`), 'streams in flight finished');
     }
+    const answer = await http1;
+    assert.match(answer.body, new RegExp(`hello from ${first.pid} over 1.1`));
+    assert.equal(answer.connection, 'close');
     const exit = await first.line('exit');
     assert.deepEqual([exit.reason, exit.forced], ['upgraded', false]);
     assert.match(await get(connect(), '/'), new RegExp(`hello from ${second.pid} over 2.0`));

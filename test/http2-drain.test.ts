@@ -5,11 +5,15 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import http2 from 'node:http2';
-import type net from 'node:net';
+import https from 'node:https';
+import path from 'node:path';
+import net from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import { ErrorCodes, trackHttp2Server } from 'tableroll';
-import { until } from './helpers.js';
+import { tempDir, until } from './helpers.js';
 
 /** An h2c server whose /slow?ms=N answers after N ms, and /hang never. */
 async function h2Server(t: TestContext): Promise<{ server: http2.Http2Server; port: number }> {
@@ -82,6 +86,87 @@ describe('trackHttp2Server', () => {
       `the hanging stream was cut, not answered: ${JSON.stringify(outcome)}`,
     );
     await until(() => tracker.sessions.size === 0, 'the destroyed session to close');
+  });
+
+  it('drain with allowHTTP1: an HTTP/1.1 request in flight finishes with Connection: close, an idle connection is ended, an HTTP/2 session gets its GOAWAY', async (t) => {
+    const dir = tempDir(t);
+    const cert = path.join(dir, 'cert.pem');
+    const key = path.join(dir, 'key.pem');
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
+    const ca = fs.readFileSync(cert);
+    const server = http2.createSecureServer(
+      { cert: ca, key: fs.readFileSync(key), allowHTTP1: true },
+      (req, res) => {
+        const ms = Number(new URL(req.url, 'https://x').searchParams.get('ms') ?? 0);
+        setTimeout(() => res.end(`done over ${req.httpVersion}`), ms);
+      },
+    );
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    t.after(() => server.close());
+    const port = (server.address() as net.AddressInfo).port;
+    const tracker = trackHttp2Server(server, { http1IdleMs: 200 });
+    const h1 = (agent: https.Agent, p: string) =>
+      new Promise<{ body: string; connection: string | undefined; socket: net.Socket }>(
+        (resolve, reject) => {
+          https
+            .get({ host: '127.0.0.1', port, path: p, agent, ca }, (res) => {
+              // Taken now: a keep-alive agent detaches it from the response at the end.
+              const socket = res.socket;
+              let body = '';
+              res.setEncoding('utf8').on('data', (c: string) => (body += c));
+              res.on('end', () => resolve({ body, connection: res.headers.connection, socket }));
+            })
+            .on('error', reject);
+        },
+      );
+    // An idle keep-alive connection, and one with a request in flight when the drain starts.
+    const idleAgent = new https.Agent({ keepAlive: true, ca });
+    const busyAgent = new https.Agent({ keepAlive: true, ca });
+    t.after(() => [idleAgent, busyAgent].forEach((a) => a.destroy()));
+    const idle = await h1(idleAgent, '/');
+    assert.equal(idle.body, 'done over 1.1');
+    const idleClosed = once(idle.socket, 'close');
+    const session = http2.connect(`https://127.0.0.1:${port}`, { ca });
+    t.after(() => session.destroy());
+    const goaway = once(session, 'goaway');
+    const h2stream = session.request({ ':path': '/?ms=300' });
+    let h2body = '';
+    h2stream.setEncoding('utf8').on('data', (c: string) => (h2body += c));
+    const h2done = once(h2stream, 'end');
+    const busy = h1(busyAgent, '/?ms=300');
+    await until(() => tracker.sessions.size === 1, 'the HTTP/2 session');
+    const drained = tracker.drain({ timeoutMs: 10_000 });
+    const answer = await busy;
+    assert.equal(answer.body, 'done over 1.1', 'the HTTP/1.1 request in flight finished');
+    assert.equal(answer.connection, 'close');
+    await goaway;
+    await h2done;
+    assert.equal(h2body, 'done over 2.0', 'the HTTP/2 stream in flight finished');
+    await idleClosed;
+    assert.deepEqual(await drained, { forced: false });
   });
 
   it('refuses a bad timeout with a coded error', async (t) => {
