@@ -4,7 +4,6 @@
  * request, and the first drains and exits. The README's snippets are these files.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import fs from 'node:fs';
@@ -15,7 +14,7 @@ import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { WebSocket } from 'ws';
 import { startLoad } from '../scripts/http-load.js';
-import { ROOT, startCommand, tempDir, until, type Child } from './helpers.js';
+import { ROOT, certificate, startCommand, tempDir, until, type Child } from './helpers.js';
 
 const EXAMPLES = ['express', 'fastify', 'koa', 'hono'];
 const VERBATIM = [...EXAMPLES, 'websocket', 'unix-socket', 'http2', 'cluster'];
@@ -227,36 +226,6 @@ describe('tcp and udp examples', () => {
     assert.equal((await second.exited).code, 0);
   });
 });
-
-/** A self-signed certificate for 127.0.0.1, made with openssl in `dir`. */
-function certificate(dir: string): { cert: string; key: string } {
-  const cert = path.join(dir, 'cert.pem');
-  const key = path.join(dir, 'key.pem');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ],
-    { stdio: 'ignore' },
-  );
-  return { cert, key };
-}
 
 /** A TLS example started with a fresh certificate: how to start more copies, and the first. */
 async function startTlsExample(t: TestContext, name: string) {

@@ -2,6 +2,7 @@
  * Shared test helpers: temp directories, child processes that speak JSON lines, waiting with
  * deadlines (never sleeping), fd counting and HTTP requests on loopback.
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -111,4 +112,34 @@ export function httpGet(
     req.on('timeout', () => req.destroy(new Error('request timed out')));
     req.on('error', reject);
   });
+}
+
+/** A self-signed certificate for 127.0.0.1, made with openssl in `dir`. */
+export function certificate(dir: string): { cert: string; key: string } {
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
+  return { cert, key };
 }

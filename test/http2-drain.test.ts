@@ -5,15 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http2 from 'node:http2';
 import https from 'node:https';
-import path from 'node:path';
 import net from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import { ErrorCodes, trackHttp2Server } from 'tableroll';
-import { tempDir, until } from './helpers.js';
+import { certificate, tempDir, until } from './helpers.js';
 
 /** An h2c server whose /slow?ms=N answers after N ms, and /hang never. */
 async function h2Server(t: TestContext): Promise<{ server: http2.Http2Server; port: number }> {
@@ -90,31 +88,7 @@ describe('trackHttp2Server', () => {
 
   it('drain with allowHTTP1: an HTTP/1.1 request in flight finishes with Connection: close, an idle connection is ended, an HTTP/2 session gets its GOAWAY', async (t) => {
     const dir = tempDir(t);
-    const cert = path.join(dir, 'cert.pem');
-    const key = path.join(dir, 'key.pem');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-      ],
-      { stdio: 'ignore' },
-    );
+    const { cert, key } = certificate(dir);
     const ca = fs.readFileSync(cert);
     const server = http2.createSecureServer(
       { cert: ca, key: fs.readFileSync(key), allowHTTP1: true },
