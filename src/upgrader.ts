@@ -489,7 +489,7 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
       const tookOver = await newcomerTookOver(channel, limit, this.ownerRecord(peerPid), this.log);
       if (this.state !== 'transferring') return;
       if (!tookOver) {
-        this.reclaimPidFile();
+        await this.reclaimPidFile();
         const when = replied ? 'after our reply' : 'before our reply';
         throw handoffError(`the newcomer went away ${when}, before it took over`);
       }
@@ -515,18 +515,25 @@ export class Upgrader extends EventEmitter<UpgraderEvents> {
    * newcomer dials us rather than a socket nobody answers. Only if the lock is free now; a
    * newcomer holding it reads `pid` after us anyway.
    */
-  private reclaimPidFile(): void {
+  private async reclaimPidFile(): Promise<void> {
     let file: PidFile | null = null;
+    // The dead newcomer's lock goes with its last descriptors, a moment after its connection.
+    const wait = new Deadline(RECLAIM_LOCK_WAIT_MS, "waiting for a dead newcomer's lock", [
+      this.stopping,
+    ]);
     try {
       file = PidFile.open(this.dir);
-      if (!file.tryLock()) return;
+      await file.lock(wait, this.log);
+      if (this.state !== 'transferring') return;
       if (!file.read().equals(Buffer.from(this.id, 'utf8'))) {
         file.write(this.id);
         this.log.warn('the newcomer died after recording itself; recorded this process again');
       }
     } catch (err) {
+      // A live newcomer holding the lock reads pid after us; the next one finds us regardless.
       this.log.warn({ err }, 'could not record this process as the owner again');
     } finally {
+      wait.dispose();
       file?.close();
     }
   }
@@ -617,6 +624,9 @@ function spokeOutOfTurn(channel: UnixChannel): boolean {
  * thrown to the application; made once, as ready() would otherwise build (and compile) an error
  * on its way to success.
  */
+/** How long an owner waits for a dead newcomer's lock before recording itself again. */
+const RECLAIM_LOCK_WAIT_MS = 2_000;
+
 /** How long accepting waits after a failure such as EMFILE. */
 const ACCEPT_PAUSE_MS = 100;
 
