@@ -120,3 +120,34 @@ test(
     );
   },
 );
+
+test(
+  'SIGKILL of liveroll: its children stop too, even a grandchild that ignores SIGTERM',
+  TIMEOUT,
+  async (t) => {
+    const dir = tempDir(t);
+    const run = await startLiveroll(t, [
+      ...baseFlags(join(dir, 'coord')),
+      '--stop-timeout',
+      '1s',
+      '--id',
+      'echo v1',
+      '--exec',
+      appCommand('--grandchild'),
+    ]);
+    const line = await run.waitFor(childEvent('grandchild'), 'the grandchild to start');
+    const grandchild = (JSON.parse(String(line.msg)) as { grandchildPid: number }).grandchildPid;
+    const child = run.matching(msg('child started'))[0]?.childPid as number;
+    assert.ok(groupMembers(child).length >= 3, 'child, watcher and grandchild run');
+    const childPort = run.matching(msg('child started'))[0]?.port as number;
+    assert.equal((await fetchOnce(childPort, '/')).status, 200);
+    run.signal('SIGKILL');
+    assert.equal((await run.waitExit()).signal, 'SIGKILL');
+    // The child stops on SIGTERM at once; the grandchild ignores it and needs the SIGKILL that
+    // follows after --stop-timeout.
+    await until(() => processGone(child), 'the child to stop', 10_000);
+    await until(() => groupMembers(child).length === 0, 'the whole group to be gone', 10_000);
+    assert.ok(processGone(grandchild));
+    await assert.rejects(fetchOnce(childPort, '/'), /ECONNREFUSED/, 'nothing serves unsupervised');
+  },
+);

@@ -2,6 +2,13 @@
  * One managed child: `sh -c <exec>` started in its own process group on a given port, its
  * output logged line by line under its name, its exit observed, and a stop that signals the
  * whole group: SIGTERM, a grace period for the group to exit, then SIGKILL.
+ *
+ * No orphans: a liveroll killed with SIGKILL runs no code, so each group watches liveroll
+ * itself. The shell that runs `--exec` first starts a watcher in the background, in the same
+ * group, blocked reading a pipe whose write end only liveroll holds. The kernel closes that end
+ * when liveroll dies, however it dies; the watcher then sends SIGTERM to its whole group and,
+ * after the stop timeout, SIGKILL. While liveroll lives, the watcher only waits, and a stop from
+ * liveroll ends it with the rest of the group. It needs nothing but a POSIX `sh`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
@@ -28,6 +35,30 @@ export interface ChildSpec {
   /** The artifact id this child runs. */
   artifactId: string;
   logger: Logger;
+  /** After liveroll's death, how long the watcher waits between SIGTERM and SIGKILL. */
+  orphanGraceMs: number;
+  /**
+   * Direct mode: a listening socket passed as fd 3 under systemd's socket-activation
+   * convention (LISTEN_FDS=1, LISTEN_PID=the child's pid, LISTEN_FDNAMES=`listenerName`).
+   */
+  listener?: { fd: number; name: string };
+}
+
+/**
+ * The shell script around `--exec` ($1). fd 9 keeps the watcher's pipe (stdin as spawned); the
+ * command itself gets /dev/null as stdin. The watcher closes fd 3 so that it never holds the
+ * public socket. `eval` keeps the pid: `exec` in `--exec` replaces this very shell, so
+ * LISTEN_PID=$$ names the program.
+ */
+function wrapperScript(orphanGraceMs: number, direct: boolean): string {
+  const graceSeconds = Math.max(1, Math.ceil(orphanGraceMs / 1000));
+  return [
+    'exec 9<&0 </dev/null',
+    `(exec 3<&-; read -r _ <&9; trap '' TERM; kill -TERM 0; sleep ${graceSeconds}; kill -KILL 0) &`,
+    'exec 9<&-',
+    ...(direct ? ['LISTEN_PID=$$', 'export LISTEN_PID'] : []),
+    'eval "$1"',
+  ].join('\n');
 }
 
 /** After SIGKILL, how long to wait for the shell's exit before giving up on it. */
@@ -53,11 +84,21 @@ export class ManagedChild {
     this.name = spec.name;
     this.port = spec.port;
     this.artifactId = spec.artifactId;
-    this.process = spawn('sh', ['-c', spec.command], {
+    const { listener } = spec;
+    const env = childEnvironment();
+    if (listener !== undefined) {
+      env.LISTEN_FDS = '1';
+      env.LISTEN_FDNAMES = listener.name;
+    }
+    const script = wrapperScript(spec.orphanGraceMs, listener !== undefined);
+    this.process = spawn('sh', ['-c', script, 'liveroll-child', spec.command], {
       detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: childEnvironment(),
+      stdio: ['pipe', 'pipe', 'pipe', ...(listener === undefined ? [] : [listener.fd])],
+      env,
     });
+    // The write end of the watcher's pipe: never written (so it keeps no event loop alive),
+    // closed by liveroll's exit.
+    this.process.stdin?.on('error', () => {});
     this.pid = this.process.pid ?? 0;
     this.logger = spec.logger.child({
       child: spec.name,

@@ -277,6 +277,7 @@ export class Supervisor {
       port: lease.port,
       artifactId: id,
       logger: this.log,
+      orphanGraceMs: options.stopTimeoutMs,
     });
     const record: ChildRecord = { child, lease, role: 'candidate', servingSince: 0 };
     this.children.add(record);
