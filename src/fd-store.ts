@@ -382,7 +382,19 @@ function bindTcp(
     if (host.given !== '' || !hasCode(err, 'EAFNOSUPPORT')) throw err;
     fd = native.inetListen('0.0.0.0', options.port, 4, backlog, flags);
   }
-  return { kind: 'listener', fd, network: 'tcp', addr: joinHostPort(host.given, options.port) };
+  return {
+    kind: 'listener',
+    fd,
+    network: 'tcp',
+    addr: joinHostPort(host.given, boundPort(fd, options.port)),
+  };
+}
+
+/** The port asked for, or for port 0 the one the kernel picked, so that list() tells it. */
+function boundPort(fd: number, asked: number): number {
+  if (asked !== 0) return asked;
+  const info = native.socketInfo(fd);
+  return info && info.family !== 'unix' ? info.port : 0;
 }
 
 function bindUdp(
@@ -394,7 +406,12 @@ function bindUdp(
     reuseAddr: options.reuseAddr ?? false,
     reusePort: options.reusePort ?? false,
   });
-  return { kind: 'conn', fd, network: 'udp', addr: joinHostPort(host.given, options.port) };
+  return {
+    kind: 'conn',
+    fd,
+    network: 'udp',
+    addr: joinHostPort(host.given, boundPort(fd, options.port)),
+  };
 }
 
 function bindUnix(options: UnixListenOptions): Omit<StoredFd, 'id' | 'inherited'> {

@@ -8,13 +8,15 @@ import { formatDuration, parseDuration } from './duration.js';
 import {
   defaultOptions,
   logLevels,
+  modes,
   type LiverollOptions,
+  type Mode,
   type LogFormat,
   type LogLevel,
 } from './options.js';
 import { defaultCoordinationDir, defaultInstanceId, type SystemdEnvironment } from './systemd.js';
 
-type FlagKind = 'string' | 'duration' | 'port' | 'bool' | 'level' | 'format';
+type FlagKind = 'string' | 'duration' | 'port' | 'bool' | 'level' | 'format' | 'mode';
 
 interface FlagSpec {
   kind: FlagKind;
@@ -27,6 +29,11 @@ const ms = formatDuration;
 
 /** Every flag liveroll accepts, in --help order. */
 const flags: Record<string, FlagSpec> = {
+  mode: {
+    kind: 'mode',
+    help: 'proxy: liveroll forwards each request to the child; direct: each child accepts on the public socket itself (fd 3, LISTEN_FDS)',
+    shown: defaultOptions.mode,
+  },
   pull: { kind: 'string', help: 'command fetching the new artifact (sh -c); optional' },
   id: { kind: 'string', help: "command printing the artifact's id on stdout (sh -c); required" },
   exec: {
@@ -255,6 +262,13 @@ class FlagValues {
     return level;
   }
 
+  mode(): Mode {
+    const raw = this.raw.get('mode') ?? defaultOptions.mode;
+    const mode = modes.find((m) => m === raw);
+    if (mode === undefined) throw invalidOption(`--mode: expected proxy or direct, got ${raw}`);
+    return mode;
+  }
+
   format(isTTY: boolean): LogFormat {
     const raw = this.raw.get('log-format');
     if (raw === undefined) return isTTY ? 'pretty' : 'json';
@@ -310,6 +324,7 @@ function buildOptions(v: FlagValues, context: ParseContext): LiverollOptions {
   const d = defaultOptions;
   const port = v.port('port', d.port);
   const options: LiverollOptions = {
+    mode: v.mode(),
     pull: v.string('pull', d.pull),
     id: requireCommand('id', v.string('id', '')),
     exec: requireCommand('exec', v.string('exec', '')),

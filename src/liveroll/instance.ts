@@ -15,7 +15,7 @@ import { describeError } from './errors.js';
 import type { LiverollOptions } from './options.js';
 import { ReverseProxy } from './proxy.js';
 import { PublicListener } from './public-listener.js';
-import { Supervisor } from './supervisor.js';
+import { Supervisor, directRouter } from './supervisor.js';
 
 /** Exit statuses of the CLI. */
 export const ExitCodes = {
@@ -31,7 +31,8 @@ export const ExitCodes = {
 export class LiverollInstance {
   private readonly options: LiverollOptions;
   private readonly log: Logger;
-  private readonly proxy: ReverseProxy;
+  /** The reverse proxy; undefined in direct mode, where children accept by themselves. */
+  private readonly proxy: ReverseProxy | undefined;
   private readonly supervisor: Supervisor;
   private readonly stopRequest = new AbortController();
   private listener: PublicListener | undefined;
@@ -40,14 +41,17 @@ export class LiverollInstance {
   constructor(options: LiverollOptions, logger: Logger) {
     this.options = options;
     this.log = logger;
-    this.proxy = new ReverseProxy({
-      headersTimeoutMs: options.proxyTimeoutMs,
-      idleTimeoutMs: options.proxyIdleTimeoutMs,
-      trustForwardHeaders: options.trustForwardHeaders,
-      retryAfterSeconds: Math.max(1, Math.ceil(options.restartBackoffMs / 1000)),
-      logger,
-    });
-    this.supervisor = new Supervisor(options, this.proxy, logger);
+    this.proxy =
+      options.mode === 'direct'
+        ? undefined
+        : new ReverseProxy({
+            headersTimeoutMs: options.proxyTimeoutMs,
+            idleTimeoutMs: options.proxyIdleTimeoutMs,
+            trustForwardHeaders: options.trustForwardHeaders,
+            retryAfterSeconds: Math.max(1, Math.ceil(options.restartBackoffMs / 1000)),
+            logger,
+          });
+    this.supervisor = new Supervisor(options, this.proxy ?? directRouter, logger);
     this.stopRequest.signal.addEventListener('abort', () => void this.supervisor.halt());
   }
 
@@ -105,16 +109,19 @@ export class LiverollInstance {
     });
     this.listener = listener;
     this.stopRequest.signal.throwIfAborted();
-    await this.supervisor.start();
+    const direct = this.proxy === undefined;
+    await this.supervisor.start(direct ? { fd: listener.handle.fd, name: listener.id } : undefined);
     this.stopRequest.signal.throwIfAborted();
-    await this.serve(listener.handle);
+    if (this.proxy !== undefined) await this.serve(this.proxy, listener.handle);
+    else
+      this.log.info({ port: listener.port, address: listener.address, mode: 'direct' }, 'serving');
     await listener.ready();
     this.log.info({ id: this.supervisor.servingId }, 'ready');
     return listener;
   }
 
-  private serve(handle: { fd: number }): Promise<void> {
-    const server = this.proxy.server;
+  private serve(proxy: ReverseProxy, handle: { fd: number }): Promise<void> {
+    const server = proxy.server;
     return new Promise((resolve, reject) => {
       server.once('error', reject);
       server.listen(handle, () => {
@@ -143,14 +150,16 @@ export class LiverollInstance {
   private async shutdown(): Promise<void> {
     const { drainTimeoutMs } = this.options;
     await this.supervisor.halt();
-    if (this.serving && this.listener !== undefined) {
+    if (this.serving && this.listener !== undefined && this.proxy !== undefined) {
       const clean = await this.listener.drain(this.proxy.server, drainTimeoutMs);
       if (!clean) this.log.warn('connections outlived the drain timeout and were closed');
     } else {
+      // Direct mode: our copy of the socket goes; the children (and a newer instance's) keep
+      // theirs, and each of ours drains on its own after SIGTERM.
       this.listener?.stop();
     }
     await this.supervisor.retireAll();
-    await this.proxy.close();
+    await this.proxy?.close();
     this.log.info('stopped');
   }
 }

@@ -10,8 +10,17 @@ export type LogFormat = 'json' | 'pretty';
 export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof logLevels)[number];
 
+/**
+ * How clients reach the children. `proxy`: liveroll accepts on the public port and forwards each
+ * request to the serving child. `direct`: every child gets the public listening socket itself
+ * (fd 3, systemd's socket-activation convention) and accepts on it; liveroll only supervises.
+ */
+export const modes = ['proxy', 'direct'] as const;
+export type Mode = (typeof modes)[number];
+
 /** Everything that configures one liveroll instance. Durations are milliseconds. */
 export interface LiverollOptions {
+  mode: Mode;
   /** Shell command fetching the new artifact (run through `sh -c`); empty: no pull step. */
   pull: string;
   /** Shell command printing the artifact's id on stdout (trimmed). */
@@ -64,6 +73,7 @@ export interface LiverollOptions {
 
 /** The defaults of every option that has one. Commands and identity have none. */
 export const defaultOptions = {
+  mode: 'proxy',
   pull: '',
   intervalMs: 60_000,
   healthPath: '/healthz',

@@ -52,7 +52,19 @@ export class PublicListener {
     private readonly upgrader: Upgrader,
     /** The listening socket, for `server.listen()`. */
     readonly handle: { fd: number },
+    /** Its id in the fd store, which direct mode also gives children as LISTEN_FDNAMES. */
+    readonly id: string,
   ) {}
+
+  /** The address the socket is bound to, as `host:port` (`[::]:8080` for IPv6). */
+  get address(): string {
+    return this.upgrader.fds.list().find((entry) => entry.id === this.id)?.addr ?? '';
+  }
+
+  /** The port the socket is bound to. */
+  get port(): number {
+    return Number(this.address.slice(this.address.lastIndexOf(':') + 1));
+  }
 
   /**
    * Joins the coordination directory (inheriting the socket from a running instance, if any)
@@ -83,11 +95,9 @@ export class PublicListener {
     );
     try {
       const host = options.host === '' ? undefined : options.host;
-      const handle = await upgrader.fds.listen(publicListenerId(options.port), {
-        host,
-        port: options.port,
-      });
-      return new PublicListener(upgrader, handle);
+      const id = publicListenerId(options.port);
+      const handle = await upgrader.fds.listen(id, { host, port: options.port });
+      return new PublicListener(upgrader, handle, id);
     } catch (err) {
       upgrader.stop();
       throw new LiverollError(

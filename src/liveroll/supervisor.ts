@@ -20,7 +20,33 @@ import { waitUntilHealthy } from './health.js';
 import { expandExec, type LiverollOptions } from './options.js';
 import { ChildPorts, type PortLease } from './ports.js';
 import { signalGroup } from './process-group.js';
-import type { ReverseProxy } from './proxy.js';
+import type { BackendAddress } from './rotation.js';
+
+/**
+ * Where the supervisor puts healthy children and takes retiring ones from. In proxy mode it is
+ * the reverse proxy; in direct mode the children accept on the public socket themselves, so
+ * there is no rotation and a child drains on its own after SIGTERM.
+ */
+export interface Router {
+  add(backend: BackendAddress): void;
+  /** Takes the child out of the rotation; resolves true once its requests finished in time. */
+  retire(name: string, timeoutMs: number): Promise<boolean>;
+  forget(name: string): Promise<void>;
+}
+
+/** The router of direct mode: nothing to route. */
+export const directRouter: Router = {
+  add: () => {},
+  retire: () => Promise.resolve(true),
+  forget: () => Promise.resolve(),
+};
+
+/** The public socket a direct-mode child receives as fd 3. */
+export interface SharedListener {
+  fd: number;
+  /** Its LISTEN_FDNAMES name. */
+  name: string;
+}
 
 /** Where children listen; the proxy and the health check connect there. */
 export const CHILD_HOST = '127.0.0.1';
@@ -48,7 +74,8 @@ interface PendingUpdate {
 /** Runs the updates of one liveroll instance. */
 export class Supervisor {
   private readonly options: LiverollOptions;
-  private readonly proxy: ReverseProxy;
+  private readonly proxy: Router;
+  private listener: SharedListener | undefined;
   private readonly log: Logger;
   private readonly ports: ChildPorts;
   private readonly backoff: RestartBackoff;
@@ -66,7 +93,7 @@ export class Supervisor {
   private failedId: { id: string; retryAt: number } | undefined;
   private readonly failedIdBackoff: RestartBackoff;
 
-  constructor(options: LiverollOptions, proxy: ReverseProxy, logger: Logger) {
+  constructor(options: LiverollOptions, proxy: Router, logger: Logger) {
     this.options = options;
     this.proxy = proxy;
     this.log = logger;
@@ -88,8 +115,12 @@ export class Supervisor {
     return this.current === undefined ? undefined : this.currentId;
   }
 
-  /** Brings up the first child; rejects (with nothing left running) when that fails. */
-  async start(): Promise<void> {
+  /**
+   * Brings up the first child; rejects (with nothing left running) when that fails. In direct
+   * mode, `listener` is the public socket every child gets.
+   */
+  async start(listener?: SharedListener): Promise<void> {
+    this.listener = listener;
     this.checkExecTemplate();
     const first = this.update({ force: true, reasons: new Set(['start']) });
     // Triggers that arrive meanwhile wait for it, as they would for any update.
@@ -115,7 +146,12 @@ export class Supervisor {
         '--exec has no <<PORT>>: each child must find out by itself which port to listen on',
       );
     }
-    if (!/^\s*exec\s/.test(exec)) {
+    if (!/^\s*exec\s/.test(exec) && this.listener !== undefined) {
+      this.log.warn(
+        { exec },
+        '--exec does not start with "exec": in direct mode LISTEN_PID names the shell, so a program it forks will not take the socket',
+      );
+    } else if (!/^\s*exec\s/.test(exec)) {
       this.log.info(
         'the child pid logged is the shell running --exec; start --exec with "exec" to make it the program itself',
       );
@@ -278,6 +314,7 @@ export class Supervisor {
       artifactId: id,
       logger: this.log,
       orphanGraceMs: options.stopTimeoutMs,
+      listener: this.listener,
     });
     const record: ChildRecord = { child, lease, role: 'candidate', servingSince: 0 };
     this.children.add(record);
@@ -330,7 +367,10 @@ export class Supervisor {
   }
 
   private async stopAndForget(record: ChildRecord): Promise<void> {
-    const exit = await record.child.stop(this.options.stopTimeoutMs);
+    const { drainTimeoutMs, stopTimeoutMs } = this.options;
+    // A direct-mode child drains its own connections after SIGTERM: it gets the drain time too.
+    const graceMs = this.listener === undefined ? stopTimeoutMs : drainTimeoutMs + stopTimeoutMs;
+    const exit = await record.child.stop(graceMs);
     await this.proxy.forget(record.child.name);
     this.ports.release(record.lease);
     this.children.delete(record);
