@@ -129,3 +129,32 @@ test(
     await until(() => containers(label).length === 0, 'every container to be removed', 30_000);
   },
 );
+
+test('a SIGKILLed liveroll leaves no container running', TIMEOUT, async (t) => {
+  const why = await ensureDocker();
+  if (why !== null) {
+    t.skip(`needs a Docker engine: ${why}`);
+    return;
+  }
+  const name = image('tableroll-test-app', `k${process.pid}`, 'v1');
+  const label = `tableroll-test=${process.pid}-${Date.now()}`;
+  t.after(() => {
+    for (const id of containers(label)) docker(['rm', '-f', id]);
+    docker(['image', 'rm', '-f', name]);
+  });
+  const run = await startLiveroll(t, [
+    ...baseFlags(join(tempDir(t), 'coord')),
+    '--health-timeout',
+    '30s',
+    '--id',
+    `docker image inspect --format '{{.Id}}' ${name}`,
+    '--exec',
+    `exec docker run --rm --init --label ${label} -p 127.0.0.1:<<PORT>>:8080 ${name}`,
+  ]);
+  assert.equal(containers(label, false).length, 1);
+  run.signal('SIGKILL');
+  await run.waitExit();
+  // The watcher in the child's group sends SIGTERM to `docker run`, which passes it on to the
+  // container; --rm then removes it.
+  await until(() => containers(label).length === 0, 'the container to be gone', 30_000);
+});
