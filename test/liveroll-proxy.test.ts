@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
-import { connect, createServer, type AddressInfo } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { WebSocket } from 'ws';
 import { ReverseProxy, connectionCap, type ProxyOptions } from '../src/liveroll/proxy.js';
@@ -329,11 +329,21 @@ test(
   },
 );
 
-/** Everything a raw client connection receives until the proxy closes it. */
-async function rawExchange(port: number, bytes: string): Promise<string> {
+/**
+ * Everything a raw client connection receives until the proxy closes it; `onData` sees what
+ * arrived so far after each chunk, and may write more.
+ */
+async function rawExchange(
+  port: number,
+  bytes: string,
+  onData: (received: string, client: Socket) => void = () => {},
+): Promise<string> {
   const client = connect(port, '127.0.0.1');
   let received = '';
-  client.setEncoding('utf8').on('data', (chunk: string) => (received += chunk));
+  client.setEncoding('utf8').on('data', (chunk: string) => {
+    received += chunk;
+    onData(received, client);
+  });
   // A reset after the answer is fine: what matters is what arrived.
   const closed = new Promise((resolve) => client.on('close', resolve));
   client.on('error', () => {});
@@ -586,3 +596,33 @@ test('hop-by-hop headers stay on their hop; repeated headers pass through', TIME
   assert.ok(!sent.includes('te'));
   assert.ok(!sent.includes('close, x-client-hop'), "the client's Connection header is its own");
 });
+
+test(
+  'Expect: 100-continue goes to the child: it sends 100 and gets the body, or refuses it',
+  TIMEOUT,
+  async (t) => {
+    const { app, port: appPort } = await startApp(t, ['--name', 'a']);
+    const { proxy, port } = await startProxy(t);
+    proxy.add({ name: 'a', host: '127.0.0.1', port: appPort });
+    const head = (path: string): string =>
+      `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`;
+    let sent = false;
+    const accepted = await rawExchange(port, head('/count/upload'), (text, socket) => {
+      if (!sent && text.includes('\r\n\r\n')) {
+        sent = true;
+        socket.write('hello');
+      }
+    });
+    assert.match(accepted, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
+    assert.match(accepted, /"bytes":5/);
+    const refused = await rawExchange(port, head('/upload-refused'));
+    assert.match(refused, /^HTTP\/1\.1 413 /, 'the final answer came without a 100 first');
+    assert.match(refused, /"refused":true/);
+    const seen = app.matching((l) => l.event === 'expect').map((l) => l.url);
+    assert.deepEqual(
+      seen,
+      ['/count/upload', '/upload-refused'],
+      'the child saw both Expect headers',
+    );
+  },
+);

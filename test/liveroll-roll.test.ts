@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
+import { WebSocket } from 'ws';
 import {
   APP,
   baseFlags,
@@ -349,5 +350,53 @@ test(
       .filter(msg('update started'))
       .map((l) => (l.reasons as string[]).join());
     assert.deepEqual(started, ['start', 'sighup', 'sighup']);
+  },
+);
+
+test(
+  'a roll closes WebSocket tunnels to the old child with 1001, between frames, without waiting for the drain deadline',
+  TIMEOUT,
+  async (t) => {
+    const { run } = await start(t, ['--drain-timeout', '30s']);
+    const ws = new WebSocket(`ws://127.0.0.1:${run.port}/`);
+    t.after(() => ws.terminate());
+    const errors: string[] = [];
+    ws.on('error', (err) => errors.push(String(err)));
+    const greeting = await new Promise<string>((resolve) =>
+      ws.once('message', (data: Buffer) => resolve(data.toString('utf8'))),
+    );
+    assert.equal((JSON.parse(greeting) as { name: string }).name, 'v1');
+    // Echoes of every size in flight while the roll happens: a Close put inside one of them
+    // would be a protocol error on the client.
+    let echoed = 0;
+    const sizes = [1, 125, 126, 65_535, 65_536, 300_000];
+    const send = (): void => {
+      if (ws.readyState === WebSocket.OPEN)
+        ws.send(Buffer.alloc(sizes[echoed % sizes.length] ?? 1, 7));
+    };
+    ws.on('message', () => {
+      echoed++;
+      send();
+    });
+    for (let i = 0; i < 4; i++) send();
+    await until(() => echoed >= 50, 'echoes through the tunnel');
+    const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+      ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+    );
+    run.signal('SIGHUP');
+    const { code, reason } = await closed;
+    assert.equal(code, 1001);
+    assert.equal(reason, 'server going away');
+    assert.deepEqual(errors, [], 'no protocol error: the Close came between frames');
+    await run.waitFor(msg('update complete'), 'the roll', 20_000, 2);
+    assert.equal(run.matching(msg('in-flight requests outlived the drain timeout')).length, 0);
+    // A new WebSocket reaches the new child.
+    const again = new WebSocket(`ws://127.0.0.1:${run.port}/`);
+    t.after(() => again.terminate());
+    const hello = await new Promise<string>((resolve, reject) => {
+      again.once('message', (data: Buffer) => resolve(data.toString('utf8')));
+      again.once('error', reject);
+    });
+    assert.equal((JSON.parse(hello) as { name: string }).name, 'v1');
   },
 );

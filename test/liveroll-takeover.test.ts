@@ -10,6 +10,7 @@ import { once } from 'node:events';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
+import { WebSocket } from 'ws';
 import {
   appCommand,
   baseFlags,
@@ -149,4 +150,19 @@ test('a newcomer that fails to start leaves the old instance serving', TIMEOUT, 
     assert.deepEqual(result.names, ['a']);
   }
   assert.equal(a.proc.exitCode, null, 'a is still running');
+});
+
+test("a takeover closes the old instance's WebSocket tunnels with 1001", TIMEOUT, async (t) => {
+  const coord = join(tempDir(t), 'coord');
+  const a = await startLiveroll(t, instanceFlags(coord, 'a', ['--drain-timeout', '30s']));
+  const ws = new WebSocket(`ws://127.0.0.1:${a.port}/`);
+  t.after(() => ws.terminate());
+  await new Promise((resolve) => ws.once('message', resolve));
+  const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+  const b = await startLiveroll(t, instanceFlags(coord, 'b'));
+  assert.equal(await closed, 1001);
+  assert.equal((await a.waitExit(20_000)).code, 0);
+  assert.equal(a.matching(msg('in-flight requests outlived the drain timeout')).length, 0);
+  b.signal('SIGTERM');
+  assert.equal((await b.waitExit()).code, 0);
 });

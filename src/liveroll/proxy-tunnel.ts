@@ -11,6 +11,12 @@
  *   past the proxy's timeouts, and pinned to that child through every roll.
  *
  * A child that refuses the connection is skipped for the next one: nothing was sent to it.
+ *
+ * When the child is retired (a roll, or a takeover of liveroll), its tunnels are closed rather
+ * than left to the drain deadline: a WebSocket gets a Close frame with status 1001 (going away)
+ * from liveroll, put between two of the child's frames; the client's answering Close still
+ * reaches the child, which then hangs up. Other protocols, which liveroll cannot speak, get
+ * their connection ended (FIN both ways). The drain waits for the tunnels up to its deadline.
  */
 import { request, type ClientRequest, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
@@ -19,6 +25,7 @@ import { describeError } from './errors.js';
 import { forwardRequestHeaders, forwardResponseHeaders } from './forward-headers.js';
 import type { ReverseProxy } from './proxy.js';
 import type { Backend } from './rotation.js';
+import { FrameBoundaries, GOING_AWAY, closeFrame } from './websocket-frames.js';
 
 const statusLines: Record<number, string> = {
   502: '502 Bad Gateway',
@@ -101,9 +108,12 @@ export function tunnelUpgrade(
       });
       client.on('close', () => socket.destroy());
       client.write(responseHead(res, rawHeaderList(res)));
-      if (upgradeHead.length > 0) client.write(upgradeHead);
+      const websocket = String(res.headers.upgrade ?? '').toLowerCase() === 'websocket';
+      const toClient = new ChildToClient(socket, client, websocket);
+      const unsubscribe = backend.onRetire(() => toClient.close());
+      socket.on('close', unsubscribe);
+      if (upgradeHead.length > 0) toClient.forward(upgradeHead);
       if (head.length > 0) socket.write(head);
-      socket.pipe(client);
       client.pipe(socket);
     });
     outgoing.on('response', (res) => {
@@ -137,4 +147,56 @@ export function tunnelUpgrade(
 /** A response's headers as the child sent them, for a 101 (Upgrade and Connection included). */
 function rawHeaderList(res: IncomingMessage): string[] {
   return res.rawHeaders.slice();
+}
+
+/**
+ * The child-to-client half of a tunnel: piped with backpressure, with the WebSocket frame
+ * boundaries followed, so that close() can end it between two frames.
+ */
+class ChildToClient {
+  private readonly frames: FrameBoundaries | undefined;
+  private closing = false;
+  private closed = false;
+
+  constructor(
+    private readonly child: Duplex,
+    private readonly client: Duplex,
+    websocket: boolean,
+  ) {
+    this.frames = websocket ? new FrameBoundaries() : undefined;
+    child.on('data', (chunk: Buffer) => this.forward(chunk));
+    child.on('end', () => client.end());
+    client.on('drain', () => child.resume());
+  }
+
+  forward(chunk: Buffer): void {
+    if (this.closed) return;
+    let data = chunk;
+    if (this.frames !== undefined) {
+      const taken = this.frames.consume(chunk, this.closing);
+      data = taken === chunk.length ? chunk : chunk.subarray(0, taken);
+    }
+    if (data.length > 0 && !this.client.write(data)) this.child.pause();
+    if (this.closing && this.frames?.atBoundary === true) this.sendClose();
+  }
+
+  /** Ends the tunnel: a 1001 Close between frames for WebSocket, else FIN both ways. */
+  close(): void {
+    if (this.closing || this.closed) return;
+    this.closing = true;
+    if (this.frames === undefined) {
+      this.closed = true;
+      this.client.end();
+      this.child.end();
+      return;
+    }
+    if (this.frames.atBoundary) this.sendClose();
+  }
+
+  /** From now on the child's bytes are dropped; the client's Close reply still reaches it. */
+  private sendClose(): void {
+    this.closed = true;
+    this.child.resume();
+    this.client.write(closeFrame(GOING_AWAY, 'server going away'));
+  }
 }

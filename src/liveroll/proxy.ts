@@ -25,6 +25,7 @@ import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
 import { describeError } from './errors.js';
 import { forwardRequestHeaders, forwardResponseHeaders } from './forward-headers.js';
+import { forwardExpectContinue } from './proxy-continue.js';
 import { tunnelUpgrade } from './proxy-tunnel.js';
 import { Rotation, type Backend, type BackendAddress } from './rotation.js';
 
@@ -121,6 +122,7 @@ export class ReverseProxy {
     this.server.timeout = options.idleTimeoutMs;
     this.server.maxConnections = options.maxConnections ?? connectionCap();
     this.server.on('request', (req, res) => new Exchange(this, req, res).start());
+    this.server.on('checkContinue', (req, res) => forwardExpectContinue(this, req, res));
     this.server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) =>
       tunnelUpgrade(this, req, socket, head),
     );

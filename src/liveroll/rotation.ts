@@ -30,6 +30,8 @@ export class Backend {
   retired = false;
   private inflight = 0;
   private idleWaiters: (() => void)[] = [];
+  /** Called when the child is retired: tunnels, which no drain of requests would end. */
+  private readonly retireHooks = new Set<() => void>();
 
   constructor(
     readonly address: BackendAddress,
@@ -61,6 +63,24 @@ export class Backend {
       this.inflight--;
       if (this.inflight === 0) this.wakeIdle();
     };
+  }
+
+  /** Runs `hook` when this child is retired (at once if it is already); returns an unsubscribe. */
+  onRetire(hook: () => void): () => void {
+    if (this.retired) {
+      hook();
+      return () => {};
+    }
+    this.retireHooks.add(hook);
+    return () => this.retireHooks.delete(hook);
+  }
+
+  /** Marks the child retired and runs the hooks. */
+  retire(): void {
+    if (this.retired) return;
+    this.retired = true;
+    for (const hook of this.retireHooks) hook();
+    this.retireHooks.clear();
   }
 
   /** Resolves true once nothing is in flight, or false after `timeoutMs`. */
@@ -127,7 +147,7 @@ export class Rotation {
     if (backend === undefined) return true;
     this.members = this.members.filter((b) => b !== backend);
     this.retired.set(name, backend);
-    backend.retired = true;
+    backend.retire();
     return backend.idle(timeoutMs);
   }
 
