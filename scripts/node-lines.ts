@@ -67,8 +67,11 @@ export function nodeLine(
 
 /** The node-gyp that ships with the machine's npm. */
 export function nodeGyp(): string {
-  const root = execFileSync('npm', ['root', '-g'], { encoding: 'utf8' }).trim();
-  return path.join(root, 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+  // From npm's own files, not `npm root -g`: that answers for whichever node runs npm, and
+  // with another Node line first on PATH it names a directory without npm.
+  const npm = execFileSync('sh', ['-c', 'command -v npm'], { encoding: 'utf8' }).trim();
+  const cli = fs.realpathSync(npm);
+  return path.resolve(path.dirname(cli), '..', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
 }
 
 /**

@@ -29,8 +29,11 @@ function nodedir() {
 }
 
 function nodeGyp() {
-  const npmRoot = execFileSync('npm', ['root', '-g'], { encoding: 'utf8' }).trim();
-  return path.join(npmRoot, 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+  // From npm's own files, not `npm root -g`: that answers for whichever node runs npm, and
+  // with another Node line first on PATH it names a directory without npm.
+  const npm = execFileSync('sh', ['-c', 'command -v npm'], { encoding: 'utf8' }).trim();
+  const cli = fs.realpathSync(npm);
+  return path.resolve(path.dirname(cli), '..', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
 }
 
 function hasCommand(name) {

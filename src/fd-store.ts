@@ -189,6 +189,22 @@ export class Fds {
     return true;
   }
 
+  /**
+   * The address the socket stored under `id` is bound to, as the kernel reports it: the port
+   * picked for a listen on port 0, say (`list()` keeps the address as it was asked for, as Go
+   * does on the wire). Undefined when `id` is not stored or is not a socket.
+   */
+  localAddress(
+    id: string,
+  ): { family: 'IPv4' | 'IPv6'; address: string; port: number } | { path: string } | undefined {
+    const entry = this.entries.get(id);
+    const info = entry === undefined ? undefined : native.socketInfo(entry.fd);
+    if (!info || info.family === 'other') return undefined;
+    if (info.family === 'unix') return { path: info.path };
+    const family = info.family === 'inet' ? 'IPv4' : 'IPv6';
+    return { family, address: info.address, port: info.port };
+  }
+
   /** True when `id` is stored. */
   has(id: string): boolean {
     return this.entries.has(id);
@@ -382,19 +398,7 @@ function bindTcp(
     if (host.given !== '' || !hasCode(err, 'EAFNOSUPPORT')) throw err;
     fd = native.inetListen('0.0.0.0', options.port, 4, backlog, flags);
   }
-  return {
-    kind: 'listener',
-    fd,
-    network: 'tcp',
-    addr: joinHostPort(host.given, boundPort(fd, options.port)),
-  };
-}
-
-/** The port asked for, or for port 0 the one the kernel picked, so that list() tells it. */
-function boundPort(fd: number, asked: number): number {
-  if (asked !== 0) return asked;
-  const info = native.socketInfo(fd);
-  return info && info.family !== 'unix' ? info.port : 0;
+  return { kind: 'listener', fd, network: 'tcp', addr: joinHostPort(host.given, options.port) };
 }
 
 function bindUdp(
@@ -406,12 +410,7 @@ function bindUdp(
     reuseAddr: options.reuseAddr ?? false,
     reusePort: options.reusePort ?? false,
   });
-  return {
-    kind: 'conn',
-    fd,
-    network: 'udp',
-    addr: joinHostPort(host.given, boundPort(fd, options.port)),
-  };
+  return { kind: 'conn', fd, network: 'udp', addr: joinHostPort(host.given, options.port) };
 }
 
 function bindUnix(options: UnixListenOptions): Omit<StoredFd, 'id' | 'inherited'> {

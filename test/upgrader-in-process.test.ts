@@ -585,3 +585,23 @@ describe('descriptor hygiene', () => {
     }
   });
 });
+
+describe('fds.localAddress', () => {
+  it('tells the port the kernel picked for port 0, and a unix path; list() keeps what was asked', async (t) => {
+    const dir = tempDir(t);
+    const upg = await upgrader(t, dir, 'a');
+    const handle = await upg.fds.listen('web', { host: '127.0.0.1', port: 0 });
+    const server = await serve(t, handle, 'a');
+    const bound = upg.fds.localAddress('web');
+    assert.deepEqual(bound, {
+      family: 'IPv4',
+      address: '127.0.0.1',
+      port: (server.address() as net.AddressInfo).port,
+    });
+    assert.equal(upg.fds.list()[0]?.addr, '127.0.0.1:0', 'the wire keeps the address asked for');
+    const socketPath = path.join(dir, 'web.sock');
+    await upg.fds.listen('unix', { path: socketPath });
+    assert.deepEqual(upg.fds.localAddress('unix'), { path: socketPath });
+    assert.equal(upg.fds.localAddress('missing'), undefined);
+  });
+});

@@ -113,8 +113,7 @@ export class LiverollInstance {
     await this.supervisor.start(direct ? { fd: listener.handle.fd, name: listener.id } : undefined);
     this.stopRequest.signal.throwIfAborted();
     if (this.proxy !== undefined) await this.serve(this.proxy, listener.handle);
-    else
-      this.log.info({ port: listener.port, address: listener.address, mode: 'direct' }, 'serving');
+    else this.log.info({ ...listener.address, mode: 'direct' }, 'serving');
     await listener.ready();
     this.log.info({ id: this.supervisor.servingId }, 'ready');
     return listener;

@@ -56,14 +56,10 @@ export class PublicListener {
     readonly id: string,
   ) {}
 
-  /** The address the socket is bound to, as `host:port` (`[::]:8080` for IPv6). */
-  get address(): string {
-    return this.upgrader.fds.list().find((entry) => entry.id === this.id)?.addr ?? '';
-  }
-
-  /** The port the socket is bound to. */
-  get port(): number {
-    return Number(this.address.slice(this.address.lastIndexOf(':') + 1));
+  /** The address and port the socket is bound to (the port is known even for `--port 0`). */
+  get address(): { address: string; port: number } {
+    const bound = this.upgrader.fds.localAddress(this.id);
+    return bound !== undefined && 'port' in bound ? bound : { address: '', port: 0 };
   }
 
   /**
