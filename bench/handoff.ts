@@ -6,19 +6,13 @@
  */
 import path from 'node:path';
 import type { Child } from '../scripts/child.js';
-import { ROOT, removeTempDir, startNode, stopProcess, tempDir } from './processes.js';
+import { ROOT, removeTempDir, startNode, startProgram, stopProcess, tempDir } from './processes.js';
 import { summarize, type Summary } from './stats.js';
 
 const PROCESS = path.join(ROOT, 'dist/bench/handoff-process.js');
 
 /** Targets for the handoff (ms), by listener count. */
 export const TARGET_MS: Record<number, number> = { 1: 1.5, 100: 4, 500: 20 };
-/** Go tableroll v2.1.0's published New+Ready figures for this kind of machine (ms). */
-export const GO_REFERENCE_MS: Record<number, [number, number]> = {
-  1: [1.0, 2.9],
-  100: [2.8, 3.8],
-  500: [27, 53],
-};
 
 /** One chain of handoffs. */
 export interface HandoffPlan {
@@ -37,6 +31,14 @@ export interface HandoffPlan {
   execArgv?: string[];
   /** Another build of the project to run the timed newcomers from (bench/lazy-build.ts). */
   buildRoot?: string;
+  /**
+   * An executable of another implementation run for every process of the chain instead of
+   * bench/handoff-process.js (Go tableroll, through --go-peer). It takes `--dir D --id ID
+   * --listeners N`, asks for listeners `l0`...`l<N-1>` on 127.0.0.1:0, calls Ready, and prints
+   * the same JSON lines: `ready` (handoffMs from New to Ready returned, createMs, listenMs,
+   * readyMs, inherited) and `exit` once taken over.
+   */
+  program?: string;
 }
 
 /** The ready line of one newcomer. */
@@ -92,6 +94,7 @@ export interface HandoffResult {
 
 function spawnProcess(dir: string, id: string, plan: HandoffPlan, timed: boolean): Child {
   const args = ['--dir', dir, '--id', id, '--listeners', String(plan.listeners)];
+  if (plan.program !== undefined) return startProgram(plan.program, args);
   if (plan.pregrow) args.push('--pregrow');
   if (plan.prewarm) args.push('--prewarm');
   if (plan.steps) args.push('--steps');

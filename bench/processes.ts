@@ -51,6 +51,13 @@ export function startNode(
   return child;
 }
 
+/** Starts any executable (a peer of another implementation), stopped at exit like the others. */
+export function startProgram(program: string, args: string[] = []): Child {
+  const child = new Child(program, args);
+  started.add(child);
+  return child;
+}
+
 /** A fresh short temp directory (unix socket paths are limited), removed at exit. */
 export function tempDir(prefix: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));

@@ -13,7 +13,8 @@ import type { ClientOutcome, VariantOutcome } from './upgrades.js';
 export interface HandoffSize {
   listeners: number;
   targetMs: number;
-  goReferenceMs: [number, number];
+  /** Go tableroll's chain, alternated with the headline's, when --go-peer was given. */
+  go?: HandoffResult;
   /** The headline: newcomers as an application runs them (no logger, cold code). */
   handoff: HandoffResult;
   floor: FloorResult;
@@ -31,17 +32,36 @@ export interface HandoffSize {
 const ms = (s: Summary | undefined): string => (s ? `${fmt(s.median)} (${fmt(s.p95)})` : '-');
 
 function headlineTable(sizes: HandoffSize[]): string {
-  return table(
-    ['listeners', 'handoff median', 'p95', 'target', 'Go v2.1.0 (published)', 'floor cold'],
+  const withGo = sizes.some((s) => s.go !== undefined);
+  const goCells = (s: HandoffSize): string[] =>
+    withGo
+      ? [
+          s.go ? fmt(s.go.handoff.median) : '-',
+          s.go ? `${(s.handoff.handoff.median / s.go.handoff.median).toFixed(2)}x` : '-',
+        ]
+      : [];
+  const table1 = table(
+    [
+      'listeners',
+      'handoff median',
+      'p95',
+      'target',
+      ...(withGo ? ['Go tableroll, same run', 'Node / Go'] : []),
+      'floor cold',
+    ],
     sizes.map((s) => [
       String(s.listeners),
       fmt(s.handoff.handoff.median),
       fmt(s.handoff.handoff.p95),
       `< ${s.targetMs}`,
-      s.goReferenceMs.map((v) => (v < 10 ? v.toFixed(1) : String(v))).join('-'),
+      ...goCells(s),
       fmt(s.floor.cold.median),
     ]),
   );
+  const note = withGo
+    ? 'Go: the --go-peer program, every process of its chain, alternated with the Node chains.'
+    : 'Go tableroll: not measured (no --go-peer given), so no Go column; see docs/benchmarks.md.';
+  return `${table1}\n${note}`;
 }
 
 function phasesTable(sizes: HandoffSize[]): string {

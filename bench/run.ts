@@ -24,7 +24,6 @@ import { parseArgs } from 'node:util';
 import { measureFdFloor, type FloorPlan } from './fd-floor.js';
 import { profileHandoff, type HandoffProfile } from './handoff-profile.js';
 import {
-  GO_REFERENCE_MS,
   TARGET_MS,
   measureHandoff,
   measureHandoffsAlternated,
@@ -106,6 +105,10 @@ const USAGE = `usage: node dist/bench/run.js [--quick] [--json] [--profile] [--o
   --json     one JSON document on stdout instead of the tables (progress on stderr)
   --profile  add CPU profiles of cold newcomers to the handoff section
   --only     a comma-separated list of sections: ${SECTIONS.join(', ')}
+  --go-peer PROGRAM
+             also time Go tableroll's handoffs, side by side: PROGRAM is a Go tableroll
+             process with bench/handoff-process.ts's flags and output (docs/benchmarks.md);
+             TABLEROLL_GO_PEER works too
   --help     this text`;
 
 function parseFlags(): ReturnType<typeof parse> {
@@ -124,6 +127,7 @@ function parse() {
       json: { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
       only: { type: 'string' },
+      'go-peer': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -135,6 +139,7 @@ if (values.help) {
   process.exit(0);
 }
 const plan = values.quick ? QUICK : FULL;
+const goPeer = values['go-peer'] ?? (process.env.TABLEROLL_GO_PEER || undefined);
 const selected = (values.only?.split(',') ?? SECTIONS) as Section[];
 for (const name of selected) {
   if (!SECTIONS.includes(name)) {
@@ -164,18 +169,19 @@ async function handoffSection(): Promise<{
     for (const [i, listeners] of plan.sizes.entries()) {
       const chain = { listeners, warmup: 1 };
       const diagnostic = { ...chain, handoffs: plan.diagnosticHandoffs };
-      // The headline and the plain-tsc build alternate, to be compared side by side.
-      const [handoff, lazyBuild] = await measureHandoffsAlternated(
+      // The headline, the plain-tsc build and Go (when given) alternate, side by side.
+      const [handoff, lazyBuild, go] = await measureHandoffsAlternated(
         [
           { ...chain, handoffs: plan.handoffs },
           { ...chain, handoffs: plan.handoffs, buildRoot: lazyRoot },
+          ...(goPeer === undefined ? [] : [{ ...chain, handoffs: plan.handoffs, program: goPeer }]),
         ],
         plan.handoffRounds,
       );
       sizes.push({
         listeners,
         targetMs: TARGET_MS[listeners] ?? NaN,
-        goReferenceMs: GO_REFERENCE_MS[listeners] ?? [NaN, NaN],
+        go,
         handoff: handoff!,
         lazyBuild: lazyBuild!,
         floor: floors[i]!,
