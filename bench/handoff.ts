@@ -39,6 +39,8 @@ export interface HandoffPlan {
    * readyMs, inherited) and `exit` once taken over.
    */
   program?: string;
+  /** Environment added to every process of the chain (NODE_COMPILE_CACHE ...). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** The ready line of one newcomer. */
@@ -98,11 +100,11 @@ function spawnProcess(dir: string, id: string, plan: HandoffPlan, timed: boolean
   if (plan.pregrow) args.push('--pregrow');
   if (plan.prewarm) args.push('--prewarm');
   if (plan.steps) args.push('--steps');
-  if (!timed) return startNode(PROCESS, args);
+  if (!timed) return startNode(PROCESS, args, { env: plan.env });
   const script = plan.buildRoot
     ? path.join(plan.buildRoot, 'dist/bench/handoff-process.js')
     : PROCESS;
-  return startNode(script, args, { execArgv: plan.execArgv });
+  return startNode(script, args, { execArgv: plan.execArgv, env: plan.env });
 }
 
 /** Runs one chain and returns every timed newcomer's ready line. */

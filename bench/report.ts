@@ -25,6 +25,8 @@ export interface HandoffSize {
   eagerCompile: HandoffResult;
   /** Diagnostic: newcomers from a copy built by plain tsc, without the eager-compile pass. */
   lazyBuild: HandoffResult;
+  /** Diagnostic (Node 22+): newcomers with NODE_COMPILE_CACHE set to a filled cache. */
+  compileCache?: HandoffResult;
   /** Diagnostic: newcomers whose fd table was grown first (large counts only). */
   pregrown?: HandoffResult;
 }
@@ -89,6 +91,7 @@ function diagnosticsTable(sizes: HandoffSize[]): string {
       row('as an application runs it (the headline)', (s) => s.handoff.handoff),
       row('code compiled at load (node --no-lazy)', (s) => s.eagerCompile.handoff),
       row('built by plain tsc (compiled on first call)', (s) => s.lazyBuild.handoff),
+      row('NODE_COMPILE_CACHE, cache filled (Node 22+)', (s) => s.compileCache?.handoff),
       row('code warmed by one handoff in the process first', (s) => s.prewarmed.handoff),
       row('fd table grown first (code cold)', (s) => s.pregrown?.handoff),
       row('floor: cold, fresh processes', (s) => s.floor.cold),

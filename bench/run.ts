@@ -23,17 +23,13 @@
 import { parseArgs } from 'node:util';
 import { measureFdFloor, type FloorPlan } from './fd-floor.js';
 import { profileHandoff, type HandoffProfile } from './handoff-profile.js';
-import {
-  TARGET_MS,
-  measureHandoff,
-  measureHandoffsAlternated,
-} from './handoff.js';
+import { TARGET_MS, measureHandoff, measureHandoffsAlternated } from './handoff.js';
 import { measureLiveroll, type LiverollPlan } from './liveroll.js';
 import { DEFAULT_PATHS, measureProxy, summarizeProxy, type ProxyPlan } from './liveroll-proxy.js';
 import { describeMachine, machineLine } from './machine.js';
 import { measureImport, type ImportResult } from './import-time.js';
 import { buildLazyCopy } from './lazy-build.js';
-import { removeTempDir } from './processes.js';
+import { removeTempDir, tempDir } from './processes.js';
 import { measureMemory, type MemoryPlan } from './memory.js';
 import {
   handoffReport,
@@ -139,6 +135,7 @@ if (values.help) {
   process.exit(0);
 }
 const plan = values.quick ? QUICK : FULL;
+const hasCompileCache = Number(process.versions.node.split('.')[0]) >= 22;
 const goPeer = values['go-peer'] ?? (process.env.TABLEROLL_GO_PEER || undefined);
 const selected = (values.only?.split(',') ?? SECTIONS) as Section[];
 for (const name of selected) {
@@ -178,10 +175,19 @@ async function handoffSection(): Promise<{
         ],
         plan.handoffRounds,
       );
+      // Node 22+: V8's code cache on disk, filled by the chain's first (untimed) process.
+      const compileCache = hasCompileCache
+        ? await measureHandoff({
+            ...chain,
+            handoffs: plan.diagnosticHandoffs,
+            env: { NODE_COMPILE_CACHE: tempDir('tr-ccache-') },
+          })
+        : undefined;
       sizes.push({
         listeners,
         targetMs: TARGET_MS[listeners] ?? NaN,
         go,
+        compileCache,
         handoff: handoff!,
         lazyBuild: lazyBuild!,
         floor: floors[i]!,
