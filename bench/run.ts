@@ -2,7 +2,7 @@
  * `npm run bench`: every benchmark of tableroll and liveroll in one run, side by side on this
  * machine, each printed as a table (or all of them as one JSON document with --json).
  *
- *   node dist/bench/run.js [--quick] [--json] [--profile] [--only handoff,upgrades,liveroll,memory]
+ *   node dist/bench/run.js [--quick] [--json] [--profile] [--only SECTIONS] [--go-peer PROGRAM]
  *
  * --quick   a smoke run: the same sections with few repetitions (well under a minute)
  * --json    one JSON document on stdout instead of the tables (progress goes to stderr)
@@ -16,6 +16,8 @@
  *             (bench/upgrades.ts)
  *   liveroll  proxy vs direct throughput and p99; failed requests across rolling updates and a
  *             takeover (bench/liveroll-proxy.ts, bench/liveroll.ts)
+ *   fronts    with wrk: direct, nginx, liveroll proxy mode and direct mode side by side, and
+ *             1 GiB transfers each way through them and a plain Node pipe (bench/http-front.ts)
  *   memory    RSS of idle processes (bench/memory.ts)
  *   soak      liveroll through many forced rolls under load, an owner through many failed
  *             handoffs: RSS, heap, descriptors and handles over time (bench/soak.ts)
@@ -30,6 +32,7 @@ import { describeMachine, machineLine } from './machine.js';
 import { measureImport, type ImportResult } from './import-time.js';
 import { buildLazyCopy } from './lazy-build.js';
 import { removeTempDir, tempDir } from './processes.js';
+import { frontReport, measureFronts, type FrontPlan } from './http-front.js';
 import { measureMemory, type MemoryPlan } from './memory.js';
 import {
   handoffReport,
@@ -41,7 +44,7 @@ import {
 import { measureUpgrades, type UpgradesPlan } from './upgrades.js';
 import { measureSoak, soakReport, type SoakPlan } from './soak.js';
 
-const SECTIONS = ['handoff', 'upgrades', 'liveroll', 'memory', 'soak'] as const;
+const SECTIONS = ['handoff', 'upgrades', 'liveroll', 'fronts', 'memory', 'soak'] as const;
 type Section = (typeof SECTIONS)[number];
 
 /** Repetitions and durations of a run. */
@@ -58,6 +61,7 @@ interface Plan {
   importRuns: number;
   upgrades: UpgradesPlan;
   proxy: ProxyPlan;
+  fronts: FrontPlan;
   liveroll: LiverollPlan;
   memory: MemoryPlan;
   soak: SoakPlan;
@@ -75,6 +79,7 @@ const FULL: Plan = {
   importRuns: 10,
   upgrades: { upgrades: 100, spacingMs: 400, keepAliveClients: 4, freshClients: 4 },
   proxy: { rounds: 3, seconds: 1, connections: 32, paths: DEFAULT_PATHS },
+  fronts: { rounds: 3, seconds: 3, connections: 32, path: '/', bulkRounds: 2, bulkBytes: 2 ** 30 },
   liveroll: { updates: 5, keepAliveClients: 4, freshClients: 4, settleMs: 500 },
   memory: { copies: 3, settleMs: 1000 },
   soak: { rolls: 500, failedHandoffs: 1000 },
@@ -90,6 +95,7 @@ const QUICK: Plan = {
   importRuns: 3,
   upgrades: { upgrades: 8, spacingMs: 300, keepAliveClients: 4, freshClients: 4 },
   proxy: { rounds: 1, seconds: 0.4, connections: 32, paths: ['/', '/work?us=250'] },
+  fronts: { rounds: 1, seconds: 1, connections: 32, path: '/', bulkRounds: 1, bulkBytes: 2 ** 26 },
   liveroll: { updates: 2, keepAliveClients: 4, freshClients: 4, settleMs: 300 },
   memory: { copies: 1, settleMs: 300 },
   soak: { rolls: 12, failedHandoffs: 20 },
@@ -229,6 +235,13 @@ async function liverollSection(): Promise<object> {
   return { proxyPlan: plan.proxy, proxy, rollPlan: plan.liveroll, ...roll };
 }
 
+async function frontsSection(): Promise<object> {
+  say('measuring: HTTP fronts (wrk), direct, nginx and liveroll in both modes ...');
+  const outcome = await measureFronts(plan.fronts);
+  say(frontReport(outcome));
+  return outcome;
+}
+
 async function memorySection(): Promise<object> {
   say('measuring: memory ...');
   const memory = await measureMemory(plan.memory);
@@ -247,6 +260,7 @@ const RUNNERS: Record<Section, () => Promise<object>> = {
   handoff: handoffSection,
   upgrades: upgradesSection,
   liveroll: liverollSection,
+  fronts: frontsSection,
   memory: memorySection,
   soak: soakSection,
 };

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { ROOT } from './helpers.js';
+import { ensureDebianPackages } from '../scripts/node-lines.js';
 
 const RUN = path.join(ROOT, 'dist/bench/run.js');
 
@@ -35,7 +36,11 @@ function checkHandoff(section: Json): void {
   for (const size of sizes) {
     const where = `handoff[${String(size.listeners)}]`;
     number(size, 'targetMs', where);
-    assert.equal((size.goReferenceMs as number[]).length, 2);
+    // Go is measured only with --go-peer; Node 22+ adds a compile-cache row.
+    assert.equal(size.go, undefined);
+    if (Number(process.versions.node.split('.')[0]) >= 22) {
+      summary((size.compileCache as Json).handoff, `${where}.compileCache.handoff`);
+    }
     for (const run of ['handoff', 'steps', 'prewarmed', 'eagerCompile', 'lazyBuild'] as const) {
       const result = size[run] as Json;
       for (const part of ['handoff', 'create', 'listen', 'ready']) {
@@ -146,10 +151,36 @@ function checkSoak(section: Json): void {
   number(section.liveroll, 'failed', 'soak.liveroll');
 }
 
+/** The fronts section: wrk, nginx and liveroll in both modes, and the bulk transfers. */
+function checkFronts(section: Json): void {
+  assert.equal(section.skipped, undefined, `the fronts section ran: ${String(section.skipped)}`);
+  const fronts = section.fronts as Json[];
+  assert.deepEqual(
+    fronts.map((f) => f.front),
+    ['direct', 'nginx', 'liveroll proxy', 'liveroll direct'],
+  );
+  for (const front of fronts) {
+    assert.ok(number(front, 'rps', `fronts.${String(front.front)}`) > 0);
+    assert.equal(front.errors, 0, `${String(front.front)}: no failed request`);
+  }
+  const bulk = section.bulk as Json[];
+  assert.deepEqual(
+    bulk.map((b) => b.route),
+    ['direct', 'nginx', 'plain Node pipe', 'liveroll proxy'],
+  );
+  for (const route of bulk) {
+    assert.ok(number(route, 'downloadMBps', `bulk.${String(route.route)}`) > 0);
+    assert.ok(number(route, 'uploadMBps', `bulk.${String(route.route)}`) > 0);
+  }
+}
+
 test(
   'npm run bench -- --quick --json reports every section with numbers',
   { timeout: 300_000 },
   async () => {
+    // The fronts section's tools, from Debian, as a user following docs/benchmarks.md has them.
+    const why = ensureDebianPackages(['wrk', 'nginx', 'curl']);
+    assert.equal(why, null, `wrk, nginx and curl are needed: ${String(why)}`);
     const { stdout } = await promisify(execFile)(process.execPath, [RUN, '--quick', '--json'], {
       cwd: ROOT,
       timeout: 280_000,
@@ -165,6 +196,7 @@ test(
     checkHandoff(report.handoff as Json);
     checkUpgrades(report.upgrades as Json);
     checkLiveroll(report.liveroll as Json);
+    checkFronts(report.fronts as Json);
     checkMemory(report.memory as Json);
     checkSoak(report.soak as Json);
   },

@@ -1,0 +1,418 @@
+/**
+ * Benchmark: what a user would put in front of a Node app, side by side in one run, with `wrk`
+ * as the load generator (a generator written in Node takes the CPU the fronts need).
+ *
+ * Fronts, each in front of the same fixture app (dist/test/fixtures/liveroll-app.js):
+ *   direct            wrk straight to the app's port: the ceiling
+ *   nginx             nginx, one worker, upstream keep-alive (skipped with the reason when absent)
+ *   liveroll proxy    liveroll --mode proxy, its default
+ *   liveroll direct   liveroll --mode direct: the app accepts on the public socket itself
+ *
+ * Rounds alternate the fronts, so a noisy spell on the machine falls on all alike; medians of
+ * requests/s and of wrk's p99 are reported, with each front's ratio to direct and to nginx.
+ *
+ * Bulk transfers: a 1 GiB download and a 1 GiB upload with curl, straight to the app, through
+ * nginx, through a plain Node pipe (bench/tcp-relay.ts, copying bytes) and through liveroll's
+ * proxy; MB/s medians.
+ *
+ *   node dist/bench/http-front.js [--rounds 3] [--seconds 3] [--connections 32]
+ *     [--path /] [--bulk-rounds 2] [--bulk-bytes 1073741824] [--no-bulk]
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { ROOT, removeTempDir, startNode, stopProcess, tempDir } from './processes.js';
+import { median, table } from './stats.js';
+
+const CLI = path.join(ROOT, 'dist/src/liveroll/cli.js');
+const APP = path.join(ROOT, 'dist/test/fixtures/liveroll-app.js');
+const RELAY = path.join(ROOT, 'dist/bench/tcp-relay.js');
+
+/** How much load, for how long. */
+export interface FrontPlan {
+  rounds: number;
+  seconds: number;
+  connections: number;
+  path: string;
+  bulkRounds: number;
+  bulkBytes: number;
+}
+
+export const FRONT_NAMES = ['direct', 'nginx', 'liveroll proxy', 'liveroll direct'] as const;
+export type FrontName = (typeof FRONT_NAMES)[number];
+
+/** One wrk round. */
+export interface WrkResult {
+  rps: number;
+  p99Ms: number;
+  errors: number;
+}
+
+/** Medians of one front's rounds. */
+export interface FrontSummary {
+  front: FrontName;
+  rps: number;
+  p99Ms: number;
+  errors: number;
+  toDirect: number;
+  toNginx: number;
+}
+
+/** Medians of one bulk route, MB/s (10^6 bytes per second). */
+export interface BulkSummary {
+  route: string;
+  downloadMBps: number;
+  uploadMBps: number;
+}
+
+export interface FrontOutcome {
+  skipped?: string;
+  nginxSkipped?: string;
+  plan: FrontPlan;
+  fronts: FrontSummary[];
+  bulk: BulkSummary[];
+}
+
+function onPath(command: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A free port on 127.0.0.1 (bound, then closed: for nginx, which takes a port number). */
+async function freePort(): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** wrk's latency line value ("1.23ms", "850.00us", "1.02s") in ms. */
+function toMs(text: string): number {
+  const match = /^([\d.]+)(us|ms|s)$/.exec(text);
+  if (!match) return NaN;
+  const value = Number(match[1]);
+  return match[2] === 'us' ? value / 1000 : match[2] === 's' ? value * 1000 : value;
+}
+
+/** One wrk run against `port`. */
+export function runWrk(plan: FrontPlan, port: number, seconds = plan.seconds): WrkResult {
+  const out = execFileSync(
+    'wrk',
+    [
+      '-t1',
+      `-c${plan.connections}`,
+      `-d${seconds}s`,
+      '--latency',
+      `http://127.0.0.1:${port}${plan.path}`,
+    ],
+    { encoding: 'utf8', timeout: (seconds + 30) * 1000 },
+  );
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
+  const p99 = toMs(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? '');
+  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(
+    out,
+  );
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+  const errors =
+    non2xx + (socketErrors ? socketErrors.slice(1).reduce((n, v) => n + Number(v), 0) : 0);
+  return { rps, p99Ms: p99, errors };
+}
+
+/** A liveroll CLI with the fixture app as its child; resolves with its ports. */
+async function startLiveroll(
+  dir: string,
+  mode: 'proxy' | 'direct',
+): Promise<{ proc: ChildProcess; publicPort: number; childPort: number }> {
+  const exec = `exec '${process.execPath}' '${APP}' --port <<PORT>>`;
+  const args = [
+    CLI,
+    ...['--mode', mode, '--port', '0', '--child-port1', '0', '--child-port2', '0'],
+    ...['--id', 'echo v1', '--exec', exec, '--interval', '0', '--log-format', 'json'],
+    ...['--coordination-dir', path.join(dir, `coord-${mode}`), '--instance-id', mode],
+    ...['--health-interval', '20ms'],
+  ];
+  const proc = spawn(process.execPath, args, {
+    detached: true,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    let childPort = 0;
+    let buffered = '';
+    const timer = setTimeout(() => reject(new Error(`liveroll (${mode}) did not start`)), 30_000);
+    proc.on('exit', (code) => reject(new Error(`liveroll (${mode}) exited with ${code}`)));
+    proc.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      buffered += chunk;
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      for (const text of lines) {
+        const line = JSON.parse(text) as { msg?: string; port?: number };
+        if (line.msg === 'child serving' && line.port !== undefined) childPort = line.port;
+        if (line.msg === 'serving' && line.port !== undefined) {
+          clearTimeout(timer);
+          resolve({ proc, publicPort: line.port, childPort });
+        }
+      }
+    });
+  });
+}
+
+async function stopLiveroll(proc: ChildProcess): Promise<void> {
+  const exited = new Promise((resolve) => proc.once('exit', resolve));
+  proc.kill('SIGTERM');
+  const late = new Promise((resolve) => setTimeout(() => resolve('late'), 20_000).unref());
+  if ((await Promise.race([exited, late])) === 'late') process.kill(-proc.pid!, 'SIGKILL');
+}
+
+/** nginx with one worker in front of `upstreamPort`; resolves with its port. */
+async function startNginx(
+  dir: string,
+  upstreamPort: number,
+): Promise<{ proc: ChildProcess; port: number }> {
+  const port = await freePort();
+  const temp = path.join(dir, 'nginx-temp');
+  fs.mkdirSync(temp, { mode: 0o777, recursive: true });
+  fs.chmodSync(dir, 0o755);
+  fs.chmodSync(temp, 0o777);
+  const config = path.join(dir, 'nginx.conf');
+  fs.writeFileSync(
+    config,
+    `worker_processes 1;
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${temp}/body;
+  proxy_temp_path ${temp}/proxy;
+  fastcgi_temp_path ${temp}/fastcgi;
+  uwsgi_temp_path ${temp}/uwsgi;
+  scgi_temp_path ${temp}/scgi;
+  upstream app { server 127.0.0.1:${upstreamPort}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${port};
+    client_max_body_size 0;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_request_buffering off;
+      proxy_max_temp_file_size 0;
+    }
+  }
+}
+`,
+  );
+  const proc = spawn('nginx', ['-c', config, '-e', `${dir}/nginx-error.log`], {
+    stdio: 'ignore',
+  });
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const up = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (up) return { proc, port };
+    if (Date.now() > deadline || proc.exitCode !== null) {
+      throw new Error(`nginx did not start: ${fs.readFileSync(`${dir}/nginx-error.log`, 'utf8')}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** One curl transfer; MB/s. */
+function curlMBps(args: string[], metric: 'speed_download' | 'speed_upload'): number {
+  const out = execFileSync(
+    'curl',
+    ['-sS', '-o', '/dev/null', '-w', `%{${metric}} %{http_code}`, ...args],
+    { encoding: 'utf8', timeout: 600_000 },
+  );
+  const [speed, status] = out.trim().split(' ');
+  if (status !== '200') throw new Error(`curl got HTTP ${status}`);
+  return Number(speed) / 1e6;
+}
+
+/** Bulk routes: the app, nginx, the plain Node pipe, liveroll's proxy. */
+async function measureBulk(
+  plan: FrontPlan,
+  routes: [string, number][],
+  uploadFile: string,
+): Promise<BulkSummary[]> {
+  const down: number[][] = routes.map(() => []);
+  const up: number[][] = routes.map(() => []);
+  for (let round = 0; round < plan.bulkRounds; round++) {
+    for (const [i, [, port]] of routes.entries()) {
+      down[i]!.push(
+        curlMBps([`http://127.0.0.1:${port}/big?bytes=${plan.bulkBytes}`], 'speed_download'),
+      );
+      up[i]!.push(
+        curlMBps(
+          ['-T', uploadFile, '-H', 'Expect:', `http://127.0.0.1:${port}/count/upload`],
+          'speed_upload',
+        ),
+      );
+    }
+  }
+  return routes.map(([route], i) => ({
+    route,
+    downloadMBps: median(down[i]!),
+    uploadMBps: median(up[i]!),
+  }));
+}
+
+/** Runs the whole comparison; everything it starts is stopped at the end. */
+export async function measureFronts(plan: FrontPlan): Promise<FrontOutcome> {
+  const outcome: FrontOutcome = { plan, fronts: [], bulk: [] };
+  for (const needed of ['wrk', 'curl']) {
+    if (!onPath(needed)) {
+      outcome.skipped = `${needed} is not installed (Debian package ${needed})`;
+      return outcome;
+    }
+  }
+  if (!onPath('nginx')) outcome.nginxSkipped = 'nginx is not installed (Debian package nginx)';
+  const dir = tempDir('tr-front-');
+  const running: ChildProcess[] = [];
+  try {
+    const proxied = await startLiveroll(dir, 'proxy');
+    running.push(proxied.proc);
+    const direct = await startLiveroll(dir, 'direct');
+    running.push(direct.proc);
+    let nginxPort: number | undefined;
+    if (outcome.nginxSkipped === undefined) {
+      const nginx = await startNginx(dir, proxied.childPort);
+      running.push(nginx.proc);
+      nginxPort = nginx.port;
+    }
+    const ports: [FrontName, number | undefined][] = [
+      ['direct', proxied.childPort],
+      ['nginx', nginxPort],
+      ['liveroll proxy', proxied.publicPort],
+      ['liveroll direct', direct.publicPort],
+    ];
+    const rounds = new Map<FrontName, WrkResult[]>(FRONT_NAMES.map((n) => [n, []]));
+    for (const [, port] of ports) if (port !== undefined) runWrk(plan, port, 1); // warm-up
+    for (let round = 0; round < plan.rounds; round++) {
+      const order = round % 2 === 0 ? ports : [...ports].reverse();
+      for (const [name, port] of order) {
+        if (port !== undefined) rounds.get(name)!.push(runWrk(plan, port));
+      }
+    }
+    const med = (name: FrontName, key: 'rps' | 'p99Ms'): number =>
+      median(rounds.get(name)!.map((r) => r[key]));
+    for (const [name, port] of ports) {
+      if (port === undefined) continue;
+      outcome.fronts.push({
+        front: name,
+        rps: med(name, 'rps'),
+        p99Ms: med(name, 'p99Ms'),
+        errors: rounds.get(name)!.reduce((n, r) => n + r.errors, 0),
+        toDirect: med(name, 'rps') / med('direct', 'rps'),
+        toNginx: nginxPort === undefined ? NaN : med(name, 'rps') / med('nginx', 'rps'),
+      });
+    }
+    if (plan.bulkRounds > 0) {
+      const relay = startNode(RELAY, [String(proxied.childPort)]);
+      try {
+        const { port: relayPort } = (await relay.line('listening', 10_000)) as { port: number };
+        const uploadFile = path.join(dir, 'upload.bin');
+        fs.writeFileSync(uploadFile, '');
+        fs.truncateSync(uploadFile, plan.bulkBytes);
+        const routes: [string, number][] = [
+          ['direct', proxied.childPort],
+          ...(nginxPort === undefined ? [] : [['nginx', nginxPort] as [string, number]]),
+          ['plain Node pipe', relayPort],
+          ['liveroll proxy', proxied.publicPort],
+        ];
+        outcome.bulk = await measureBulk(plan, routes, uploadFile);
+      } finally {
+        await stopProcess(relay);
+      }
+    }
+    return outcome;
+  } finally {
+    for (const proc of running) {
+      if (proc.spawnargs[0] === 'nginx') proc.kill('SIGQUIT');
+      else await stopLiveroll(proc);
+    }
+    removeTempDir(dir);
+  }
+}
+
+/** The printed tables. */
+export function frontReport(outcome: FrontOutcome): string {
+  const { plan } = outcome;
+  if (outcome.skipped !== undefined) return `HTTP fronts: skipped: ${outcome.skipped}`;
+  const lines = [
+    `HTTP fronts (wrk -t1 -c${plan.connections}, ${plan.seconds} s rounds, ${plan.rounds} alternating rounds per front, GET ${plan.path}, medians)`,
+  ];
+  if (outcome.nginxSkipped !== undefined) lines.push(`nginx: skipped: ${outcome.nginxSkipped}`);
+  const ratio = (v: number): string => (Number.isNaN(v) ? '-' : `${v.toFixed(2)}x`);
+  lines.push(
+    table(
+      ['front', 'req/s', 'of direct', 'of nginx', 'p99 ms', 'p99 / nginx', 'errors'],
+      outcome.fronts.map((f) => {
+        const nginx = outcome.fronts.find((x) => x.front === 'nginx');
+        return [
+          f.front,
+          f.rps.toFixed(0),
+          ratio(f.toDirect),
+          ratio(f.toNginx),
+          f.p99Ms.toFixed(2),
+          nginx ? ratio(f.p99Ms / nginx.p99Ms) : '-',
+          String(f.errors),
+        ];
+      }),
+    ),
+  );
+  if (outcome.bulk.length > 0) {
+    const gib = (plan.bulkBytes / 2 ** 30).toFixed(2);
+    lines.push(
+      '',
+      `Bulk transfers with curl, ${gib} GiB each way, ${plan.bulkRounds} rounds (medians, MB/s)`,
+    );
+    lines.push(
+      table(
+        ['route', 'download', 'upload'],
+        outcome.bulk.map((b) => [b.route, b.downloadMBps.toFixed(0), b.uploadMBps.toFixed(0)]),
+      ),
+    );
+  }
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      rounds: { type: 'string', default: '3' },
+      seconds: { type: 'string', default: '3' },
+      connections: { type: 'string', default: '32' },
+      path: { type: 'string', default: '/' },
+      'bulk-rounds': { type: 'string', default: '2' },
+      'bulk-bytes': { type: 'string', default: String(2 ** 30) },
+      'no-bulk': { type: 'boolean', default: false },
+    },
+  });
+  const plan: FrontPlan = {
+    rounds: Number(values.rounds),
+    seconds: Number(values.seconds),
+    connections: Number(values.connections),
+    path: values.path,
+    bulkRounds: values['no-bulk'] ? 0 : Number(values['bulk-rounds']),
+    bulkBytes: Number(values['bulk-bytes']),
+  };
+  console.log(frontReport(await measureFronts(plan)));
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();
