@@ -49,6 +49,10 @@ export interface WrkResult {
   rps: number;
   p99Ms: number;
   errors: number;
+  requests: number;
+  /** CPU time (user + system) per request of the front's own processes and of the app, us. */
+  frontCpuUs?: number;
+  appCpuUs?: number;
 }
 
 /** Medians of one front's rounds. */
@@ -57,6 +61,9 @@ export interface FrontSummary {
   rps: number;
   p99Ms: number;
   errors: number;
+  /** Medians of CPU per request: the front (nginx's worker, liveroll) and the app. */
+  frontCpuUs: number;
+  appCpuUs: number;
   toDirect: number;
   toNginx: number;
 }
@@ -123,14 +130,62 @@ export function runWrk(plan: FrontPlan, port: number, seconds = plan.seconds): W
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
   const errors =
     non2xx + (socketErrors ? socketErrors.slice(1).reduce((n, v) => n + Number(v), 0) : 0);
-  return { rps, p99Ms: p99, errors };
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
+  return { rps, p99Ms: p99, errors, requests };
+}
+
+/** CPU time (user + system) of processes so far, in us, from /proc; 0 for one that is gone. */
+function cpuUs(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // exited
+    }
+  }
+  return (ticks * 1e6) / 100;
+}
+
+/** A wrk round that also charges the CPU of the front's and the app's processes per request. */
+function measuredRound(plan: FrontPlan, target: Target): WrkResult {
+  const front = cpuUs(target.frontPids);
+  const app = cpuUs(target.appPids);
+  const result = runWrk(plan, target.port);
+  result.frontCpuUs = (cpuUs(target.frontPids) - front) / result.requests;
+  result.appCpuUs = (cpuUs(target.appPids) - app) / result.requests;
+  return result;
+}
+
+/** Where one front listens, and which processes do its work and the app's. */
+interface Target {
+  name: FrontName;
+  port: number;
+  frontPids: number[];
+  appPids: number[];
+}
+
+/** Pids of the children of `pid` (nginx's workers). */
+function childrenOf(pid: number): number[] {
+  try {
+    return fs
+      .readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter((p) => p !== '')
+      .map(Number);
+  } catch {
+    return [];
+  }
 }
 
 /** A liveroll CLI with the fixture app as its child; resolves with its ports. */
 async function startLiveroll(
   dir: string,
   mode: 'proxy' | 'direct',
-): Promise<{ proc: ChildProcess; publicPort: number; childPort: number }> {
+): Promise<{ proc: ChildProcess; publicPort: number; childPort: number; childPid: number }> {
   const exec = `exec '${process.execPath}' '${APP}' --port <<PORT>>`;
   const args = [
     CLI,
@@ -145,6 +200,7 @@ async function startLiveroll(
   });
   return new Promise((resolve, reject) => {
     let childPort = 0;
+    let childPid = 0;
     let buffered = '';
     const timer = setTimeout(() => reject(new Error(`liveroll (${mode}) did not start`)), 30_000);
     proc.on('exit', (code) => reject(new Error(`liveroll (${mode}) exited with ${code}`)));
@@ -153,11 +209,14 @@ async function startLiveroll(
       const lines = buffered.split('\n');
       buffered = lines.pop() ?? '';
       for (const text of lines) {
-        const line = JSON.parse(text) as { msg?: string; port?: number };
-        if (line.msg === 'child serving' && line.port !== undefined) childPort = line.port;
+        const line = JSON.parse(text) as { msg?: string; port?: number; childPid?: number };
+        if (line.msg === 'child serving' && line.port !== undefined) {
+          childPort = line.port;
+          childPid = line.childPid ?? 0;
+        }
         if (line.msg === 'serving' && line.port !== undefined) {
           clearTimeout(timer);
-          resolve({ proc, publicPort: line.port, childPort });
+          resolve({ proc, publicPort: line.port, childPort, childPid });
         }
       }
     });
@@ -289,39 +348,58 @@ export async function measureFronts(plan: FrontPlan): Promise<FrontOutcome> {
     running.push(proxied.proc);
     const direct = await startLiveroll(dir, 'direct');
     running.push(direct.proc);
-    let nginxPort: number | undefined;
+    let nginx: { proc: ChildProcess; port: number } | undefined;
     if (outcome.nginxSkipped === undefined) {
-      const nginx = await startNginx(dir, proxied.childPort);
+      nginx = await startNginx(dir, proxied.childPort);
       running.push(nginx.proc);
-      nginxPort = nginx.port;
     }
-    const ports: [FrontName, number | undefined][] = [
-      ['direct', proxied.childPort],
-      ['nginx', nginxPort],
-      ['liveroll proxy', proxied.publicPort],
-      ['liveroll direct', direct.publicPort],
+    const app = [proxied.childPid];
+    const targets: Target[] = [
+      { name: 'direct', port: proxied.childPort, frontPids: [], appPids: app },
+      ...(nginx === undefined
+        ? []
+        : [
+            {
+              name: 'nginx' as const,
+              port: nginx.port,
+              frontPids: childrenOf(nginx.proc.pid!),
+              appPids: app,
+            },
+          ]),
+      {
+        name: 'liveroll proxy',
+        port: proxied.publicPort,
+        frontPids: [proxied.proc.pid!],
+        appPids: app,
+      },
+      {
+        name: 'liveroll direct',
+        port: direct.publicPort,
+        frontPids: [direct.proc.pid!],
+        appPids: [direct.childPid],
+      },
     ];
     const rounds = new Map<FrontName, WrkResult[]>(FRONT_NAMES.map((n) => [n, []]));
-    for (const [, port] of ports) if (port !== undefined) runWrk(plan, port, 1); // warm-up
+    for (const target of targets) runWrk(plan, target.port, 1); // warm-up
     for (let round = 0; round < plan.rounds; round++) {
-      const order = round % 2 === 0 ? ports : [...ports].reverse();
-      for (const [name, port] of order) {
-        if (port !== undefined) rounds.get(name)!.push(runWrk(plan, port));
-      }
+      const order = round % 2 === 0 ? targets : [...targets].reverse();
+      for (const target of order) rounds.get(target.name)!.push(measuredRound(plan, target));
     }
-    const med = (name: FrontName, key: 'rps' | 'p99Ms'): number =>
-      median(rounds.get(name)!.map((r) => r[key]));
-    for (const [name, port] of ports) {
-      if (port === undefined) continue;
+    const med = (name: FrontName, key: 'rps' | 'p99Ms' | 'frontCpuUs' | 'appCpuUs'): number =>
+      median(rounds.get(name)!.map((r) => r[key] ?? NaN));
+    for (const { name } of targets) {
       outcome.fronts.push({
         front: name,
         rps: med(name, 'rps'),
         p99Ms: med(name, 'p99Ms'),
         errors: rounds.get(name)!.reduce((n, r) => n + r.errors, 0),
+        frontCpuUs: med(name, 'frontCpuUs'),
+        appCpuUs: med(name, 'appCpuUs'),
         toDirect: med(name, 'rps') / med('direct', 'rps'),
-        toNginx: nginxPort === undefined ? NaN : med(name, 'rps') / med('nginx', 'rps'),
+        toNginx: nginx === undefined ? NaN : med(name, 'rps') / med('nginx', 'rps'),
       });
     }
+    const nginxPort = nginx?.port;
     if (plan.bulkRounds > 0) {
       const relay = startNode(RELAY, [String(proxied.childPort)]);
       try {
@@ -361,7 +439,17 @@ export function frontReport(outcome: FrontOutcome): string {
   const ratio = (v: number): string => (Number.isNaN(v) ? '-' : `${v.toFixed(2)}x`);
   lines.push(
     table(
-      ['front', 'req/s', 'of direct', 'of nginx', 'p99 ms', 'p99 / nginx', 'errors'],
+      [
+        'front',
+        'req/s',
+        'of direct',
+        'of nginx',
+        'p99 ms',
+        'p99 / nginx',
+        'errors',
+        'front CPU/req',
+        'app CPU/req',
+      ],
       outcome.fronts.map((f) => {
         const nginx = outcome.fronts.find((x) => x.front === 'nginx');
         return [
@@ -372,6 +460,8 @@ export function frontReport(outcome: FrontOutcome): string {
           f.p99Ms.toFixed(2),
           nginx ? ratio(f.p99Ms / nginx.p99Ms) : '-',
           String(f.errors),
+          f.front === 'direct' ? '-' : `${f.frontCpuUs.toFixed(1)} us`,
+          `${f.appCpuUs.toFixed(1)} us`,
         ];
       }),
     ),
