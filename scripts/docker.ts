@@ -106,11 +106,21 @@ function copyInto(root: string, file: string, at = file): void {
   fs.chmodSync(target, fs.statSync(fs.realpathSync(file)).mode & 0o777);
 }
 
-/** Tars `root` into `docker import` as `tag`, with `changes` (Dockerfile lines such as CMD). */
-function importRoot(root: string, tag: string, changes: string[]): void {
-  const tar = execFileSync('tar', ['-C', root, '--numeric-owner', '-c', '.'], {
-    maxBuffer: 2 * 1024 * 1024 * 1024,
-  });
+/**
+ * Tars `root`, plus files from the directory `extra` laid over it when given, into `docker import` as
+ * `tag`, with `changes` (Dockerfile lines such as CMD). `root` itself is only read, so that
+ * runs on other Node lines can share it at the same time.
+ */
+function importRoot(
+  root: string,
+  tag: string,
+  changes: string[],
+  extra?: { dir: string; files: string[] },
+): void {
+  const args = ['--numeric-owner', '-c', '-C', root, '.'];
+  // Only the files: their directories are in the root already (a path twice is refused).
+  if (extra !== undefined) args.push('-C', extra.dir, ...extra.files.map((f) => `./${f}`));
+  const tar = execFileSync('tar', args, { maxBuffer: 2 * 1024 * 1024 * 1024 });
   docker(['import', ...changes.flatMap((c) => ['--change', c]), '-', tag], tar);
 }
 
@@ -169,28 +179,39 @@ export function imageId(name: string): string {
  */
 export function buildSystemdImage(): string {
   const node = process.execPath;
-  const name = `tableroll-test-systemd:${hashOf([fs.readFileSync(node), 'systemd-image-1'])}`;
+  const name = `tableroll-test-systemd:${hashOf([fs.readFileSync(node), 'systemd-image-2'])}`;
   if (imageExists(name)) return name;
   const why = ensureDebianPackages(['debootstrap']);
   if (why !== null) throw new Error(`cannot make a Debian root: ${why}`);
   const root = path.join(WORK, 'bookworm');
   if (!fs.existsSync(path.join(root, 'sbin', 'init'))) {
-    fs.rmSync(root, { recursive: true, force: true });
+    // Made aside and renamed into place: a run on another Node line may be making it too.
     fs.mkdirSync(WORK, { recursive: true });
+    const making = fs.mkdtempSync(path.join(WORK, 'bookworm-making-'));
     execFileSync(
       'debootstrap',
       [
         '--variant=minbase',
         '--include=systemd,systemd-sysv,dbus,procps,curl',
         'bookworm',
-        root,
+        making,
         'http://deb.debian.org/debian',
       ],
       { stdio: 'ignore' },
     );
+    try {
+      fs.renameSync(making, root);
+    } catch {
+      fs.rmSync(making, { recursive: true, force: true });
+    }
   }
-  copyInto(root, node, '/usr/bin/node');
-  importRoot(root, name, ['CMD ["/sbin/init"]']);
+  const extra = fs.mkdtempSync(path.join(WORK, 'node-'));
+  try {
+    copyInto(extra, node, '/usr/bin/node');
+    importRoot(root, name, ['CMD ["/sbin/init"]'], { dir: extra, files: ['usr/bin/node'] });
+  } finally {
+    fs.rmSync(extra, { recursive: true, force: true });
+  }
   return name;
 }
 
