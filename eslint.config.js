@@ -1,12 +1,21 @@
-// ESLint flat config: typescript-eslint's type-checked rules on every TypeScript file.
+// ESLint flat config: typescript-eslint's type-checked rules on every TypeScript file, and
+// ESLint's recommended rules on the build scripts, which run before anything is compiled and so
+// stay JavaScript (type-checked by `npm run check:scripts`).
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'build/', 'node_modules/', '**/*.js', '**/*.cjs'] },
+  { ignores: ['dist/', 'build/', 'node_modules/', '**/*.cjs'] },
   js.configs.recommended,
-  ...tseslint.configs.recommendedTypeChecked,
   {
+    files: ['scripts/*.js'],
+    languageOptions: {
+      globals: { console: 'readonly', process: 'readonly', URL: 'readonly' },
+    },
+  },
+  {
+    files: ['**/*.ts'],
+    extends: [...tseslint.configs.recommendedTypeChecked],
     languageOptions: {
       parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
     },
@@ -34,4 +43,5 @@ export default tseslint.config(
       '@typescript-eslint/require-await': 'off',
     },
   },
+  { ignores: ['**/*.js', '!scripts/*.js', '!eslint.config.js'] },
 );

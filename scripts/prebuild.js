@@ -1,3 +1,4 @@
+// @ts-check (type-checked by `npm run check:scripts`)
 // Builds the N-API addon for the architectures the npm package ships prebuilt, into
 // prebuilds/<platform>-<arch>/tableroll.napi.glibc.node, where node-gyp-build finds it at install
 // and at run time. One N-API binary serves every Node line. Run by `npm pack` (prepack).
@@ -36,6 +37,7 @@ function nodeGyp() {
   return path.resolve(path.dirname(cli), '..', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
 }
 
+/** @param {string} name */
 function hasCommand(name) {
   try {
     execFileSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' });
