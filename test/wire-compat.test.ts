@@ -374,6 +374,8 @@ describe("Go's order at the end of a handoff", () => {
       assert.equal(await exitCode(owner), 0);
       assert.ok(!owner.lines.some(failed));
       await assert.rejects(bodyAt({ port }), 'nobody serves: the raw newcomer does not accept');
+      newcomer.send('exit');
+      assert.equal(await exitCode(newcomer), 0);
     },
   );
 
