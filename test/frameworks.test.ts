@@ -1,7 +1,7 @@
 /**
  * The framework examples in examples/, run as a user would: a second copy takes the port over
  * from the first under load (keep-alive and one-request-per-connection clients), with no failed
- * request, and the first drains and exits. The README's snippets are these files.
+ * request, and the first drains and exits. The snippets in docs/frameworks.md are these files.
  */
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
@@ -385,13 +385,13 @@ function killQuietly(pid: number): void {
   }
 }
 
-describe('README snippets', () => {
-  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+describe('docs/frameworks.md snippets', () => {
+  const readme = fs.readFileSync(path.join(ROOT, 'docs', 'frameworks.md'), 'utf8');
   for (const name of VERBATIM) {
-    it(`${name}: the README's snippet is an excerpt of the example, in order and unedited`, () => {
+    it(`${name}: the snippet in docs/frameworks.md is an excerpt of the example, in order and unedited`, () => {
       const marker = `<!-- example: ${name} -->\n\`\`\`ts\n`;
       const at = readme.indexOf(marker);
-      assert.ok(at !== -1, `README.md has a snippet for examples/${name}.ts`);
+      assert.ok(at !== -1, `docs/frameworks.md has a snippet for examples/${name}.ts`);
       const snippet = readme.slice(at + marker.length, readme.indexOf('```', at + marker.length));
       const source = fs.readFileSync(path.join(ROOT, 'examples', `${name}.ts`), 'utf8').split('\n');
       let from = 0;

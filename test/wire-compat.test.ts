@@ -28,7 +28,7 @@ const NODE_PROCESS = 'upgrader-process.js';
 const TIMEOUT = { timeout: 30_000 };
 
 const hex = (text: string): string => Buffer.from(text, 'utf8').toString('hex');
-// The vectors observed from Go tableroll v2.1.0 (docs/protocol.md).
+// The vectors observed from Go tableroll v2.1.0 (docs/design.md describes the protocol).
 const VECTOR_EMPTY = '00000005' + '0920' + hex('[]') + '0a';
 const VECTOR_THREE =
   '000000b2' +
