@@ -205,6 +205,8 @@ export function buildSystemdImage(): string {
       fs.rmSync(making, { recursive: true, force: true });
     }
   }
+  // Left there by an older version of this script, it would be in the tar twice.
+  fs.rmSync(path.join(root, 'usr', 'bin', 'node'), { force: true });
   const extra = fs.mkdtempSync(path.join(WORK, 'node-'));
   try {
     copyInto(extra, node, '/usr/bin/node');
