@@ -25,6 +25,8 @@ export interface HandoffSize {
   eagerCompile: HandoffResult;
   /** Diagnostic: newcomers from a copy built by plain tsc, without the eager-compile pass. */
   lazyBuild: HandoffResult;
+  /** Diagnostic: the plain-tsc build with V8's compile-hints comment in each core module. */
+  compileHints: HandoffResult;
   /** Diagnostic (Node 22+): newcomers with NODE_COMPILE_CACHE set to a filled cache. */
   compileCache?: HandoffResult;
   /** Diagnostic: newcomers whose fd table was grown first (large counts only). */
@@ -91,6 +93,7 @@ function diagnosticsTable(sizes: HandoffSize[]): string {
       row('as an application runs it (the headline)', (s) => s.handoff.handoff),
       row('code compiled at load (node --no-lazy)', (s) => s.eagerCompile.handoff),
       row('built by plain tsc (compiled on first call)', (s) => s.lazyBuild.handoff),
+      row('plain tsc + //# allFunctionsCalledOnLoad (V8 13+)', (s) => s.compileHints.handoff),
       row('NODE_COMPILE_CACHE, cache filled (Node 22+)', (s) => s.compileCache?.handoff),
       row('code warmed by one handoff in the process first', (s) => s.prewarmed.handoff),
       row('fd table grown first (code cold)', (s) => s.pregrown?.handoff),
@@ -124,7 +127,8 @@ export function handoffReport(
     '',
     'Diagnostics:',
     diagnosticsTable(sizes),
-    'The headline and the plain-tsc build ran in alternating chains, as many handoffs each.',
+    'The headline, the plain-tsc build, the compile hints, the compile cache (Node 22+) and Go',
+    '(with --go-peer) ran in alternating chains, as many handoffs each.',
     '',
     `What the build's eager-compile pass costs at load: import('tableroll') in a fresh process,`,
     `${importTime.published.importMs.n} of each, alternated (ms and MiB of heap, median (p95)):`,

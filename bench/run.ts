@@ -25,7 +25,12 @@
 import { parseArgs } from 'node:util';
 import { measureFdFloor, type FloorPlan } from './fd-floor.js';
 import { profileHandoff, type HandoffProfile } from './handoff-profile.js';
-import { TARGET_MS, measureHandoff, measureHandoffsAlternated } from './handoff.js';
+import {
+  TARGET_MS,
+  measureHandoff,
+  measureHandoffsAlternated,
+  type HandoffPlan,
+} from './handoff.js';
 import { measureLiveroll, type LiverollPlan } from './liveroll.js';
 import { DEFAULT_PATHS, measureProxy, summarizeProxy, type ProxyPlan } from './liveroll-proxy.js';
 import { describeMachine, machineLine } from './machine.js';
@@ -165,6 +170,7 @@ async function handoffSection(): Promise<{
   say('measuring: handoff and the fd floor ...');
   // The copy first: the floor's pairs of processes then run while its files are written back.
   const lazyRoot = buildLazyCopy();
+  const hintedRoot = buildLazyCopy(true);
   const floors = await measureFdFloor(plan.floor);
   const sizes: HandoffSize[] = [];
   let importTime: ImportResult;
@@ -172,28 +178,34 @@ async function handoffSection(): Promise<{
     for (const [i, listeners] of plan.sizes.entries()) {
       const chain = { listeners, warmup: 1 };
       const diagnostic = { ...chain, handoffs: plan.diagnosticHandoffs };
-      // The headline, the plain-tsc build and Go (when given) alternate, side by side.
-      const [handoff, lazyBuild, go] = await measureHandoffsAlternated(
-        [
-          { ...chain, handoffs: plan.handoffs },
-          { ...chain, handoffs: plan.handoffs, buildRoot: lazyRoot },
-          ...(goPeer === undefined ? [] : [{ ...chain, handoffs: plan.handoffs, program: goPeer }]),
-        ],
+      // The headline and its alternatives alternate, side by side: the plain-tsc build, the same
+      // with V8's compile hints, NODE_COMPILE_CACHE (Node 22+) and Go (when given).
+      const variants: [string, HandoffPlan][] = [
+        ['handoff', { ...chain, handoffs: plan.handoffs }],
+        ['lazyBuild', { ...chain, handoffs: plan.handoffs, buildRoot: lazyRoot }],
+        ['compileHints', { ...chain, handoffs: plan.handoffs, buildRoot: hintedRoot }],
+      ];
+      if (hasCompileCache) {
+        const env = { NODE_COMPILE_CACHE: tempDir('tr-ccache-') };
+        variants.push(['compileCache', { ...chain, handoffs: plan.handoffs, env }]);
+      }
+      if (goPeer !== undefined) {
+        variants.push(['go', { ...chain, handoffs: plan.handoffs, program: goPeer }]);
+      }
+      const measured = await measureHandoffsAlternated(
+        variants.map(([, p]) => p),
         plan.handoffRounds,
       );
-      // Node 22+: V8's code cache on disk, filled by the chain's first (untimed) process.
-      const compileCache = hasCompileCache
-        ? await measureHandoff({
-            ...chain,
-            handoffs: plan.diagnosticHandoffs,
-            env: { NODE_COMPILE_CACHE: tempDir('tr-ccache-') },
-          })
-        : undefined;
+      const byName = new Map(variants.map(([name], i) => [name, measured[i]!]));
+      const [handoff, lazyBuild, compileHints] = measured;
+      const compileCache = byName.get('compileCache');
+      const go = byName.get('go');
       sizes.push({
         listeners,
         targetMs: TARGET_MS[listeners] ?? NaN,
         go,
         compileCache,
+        compileHints: compileHints!,
         handoff: handoff!,
         lazyBuild: lazyBuild!,
         floor: floors[i]!,
@@ -207,6 +219,7 @@ async function handoffSection(): Promise<{
     importTime = await measureImport(lazyRoot, plan.importRuns);
   } finally {
     removeTempDir(lazyRoot);
+    removeTempDir(hintedRoot);
   }
   const profiles: HandoffProfile[] = [];
   if (values.profile) {

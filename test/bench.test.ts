@@ -41,7 +41,14 @@ function checkHandoff(section: Json): void {
     if (Number(process.versions.node.split('.')[0]) >= 22) {
       summary((size.compileCache as Json).handoff, `${where}.compileCache.handoff`);
     }
-    for (const run of ['handoff', 'steps', 'prewarmed', 'eagerCompile', 'lazyBuild'] as const) {
+    for (const run of [
+      'handoff',
+      'steps',
+      'prewarmed',
+      'eagerCompile',
+      'lazyBuild',
+      'compileHints',
+    ] as const) {
       const result = size[run] as Json;
       for (const part of ['handoff', 'create', 'listen', 'ready']) {
         summary(result[part], `${where}.${run}.${part}`);
