@@ -43,6 +43,8 @@ describe('the npm package', () => {
       'LICENSE',
       'CHANGELOG.md',
       'README.md',
+      'docs/api.md',
+      'docs/liveroll.md',
       'binding.gyp',
       'native/addon.cc',
       'dist/src/index.js',
