@@ -179,7 +179,7 @@ export function imageId(name: string): string {
  */
 export function buildSystemdImage(): string {
   const node = process.execPath;
-  const name = `tableroll-test-systemd:${hashOf([fs.readFileSync(node), 'systemd-image-2'])}`;
+  const name = `tableroll-test-systemd:${hashOf([fs.readFileSync(node), 'systemd-image-3'])}`;
   if (imageExists(name)) return name;
   const why = ensureDebianPackages(['debootstrap']);
   if (why !== null) throw new Error(`cannot make a Debian root: ${why}`);
@@ -210,7 +210,11 @@ export function buildSystemdImage(): string {
   const extra = fs.mkdtempSync(path.join(WORK, 'node-'));
   try {
     copyInto(extra, node, '/usr/bin/node');
-    importRoot(root, name, ['CMD ["/sbin/init"]'], { dir: extra, files: ['usr/bin/node'] });
+    // Libraries this node links that Debian's minimal root lacks (Node 26 needs libatomic).
+    const missing = linkedLibraries(node).filter((lib) => !fs.existsSync(path.join(root, lib)));
+    for (const lib of missing) copyInto(extra, lib);
+    const files = ['usr/bin/node', ...missing.map((lib) => lib.replace(/^\//, ''))];
+    importRoot(root, name, ['CMD ["/sbin/init"]'], { dir: extra, files });
   } finally {
     fs.rmSync(extra, { recursive: true, force: true });
   }
