@@ -163,6 +163,11 @@ test("a takeover closes the old instance's WebSocket tunnels with 1001", TIMEOUT
   assert.equal(await closed, 1001);
   assert.equal((await a.waitExit(20_000)).code, 0);
   assert.equal(a.matching(msg('in-flight requests outlived the drain timeout')).length, 0);
+  assert.equal(
+    a.matching(msg('connections outlived the drain timeout and were closed')).length,
+    0,
+    'the tunnel did not hold the drain until its deadline',
+  );
   b.signal('SIGTERM');
   assert.equal((await b.waitExit()).code, 0);
 });

@@ -150,6 +150,8 @@ export class LiverollInstance {
     const { drainTimeoutMs } = this.options;
     await this.supervisor.halt();
     if (this.serving && this.listener !== undefined && this.proxy !== undefined) {
+      // Upgraded connections count for the server's close, and only we can end them.
+      this.proxy.closeTunnels();
       const clean = await this.listener.drain(this.proxy.server, drainTimeoutMs);
       if (!clean) this.log.warn('connections outlived the drain timeout and were closed');
     } else {

@@ -152,6 +152,11 @@ export class ReverseProxy {
     return this.rotation.retire(name, timeoutMs);
   }
 
+  /** Closes every tunnel (WebSocket 1001, FIN for others); requests go on being served. */
+  closeTunnels(): void {
+    for (const backend of this.rotation.all()) backend.closeTunnels();
+  }
+
   /** Forgets a stopped child and closes its connections. */
   forget(name: string): Promise<void> {
     return this.rotation.forget(name);

@@ -79,8 +79,17 @@ export class Backend {
   retire(): void {
     if (this.retired) return;
     this.retired = true;
-    for (const hook of this.retireHooks) hook();
+    this.closeTunnels();
+  }
+
+  /**
+   * Runs the hooks now (its tunnels are closed) and keeps the child in the rotation: when all
+   * of liveroll stops, the HTTP drain must not wait for tunnels that only a retirement ends.
+   */
+  closeTunnels(): void {
+    const hooks = [...this.retireHooks];
     this.retireHooks.clear();
+    for (const hook of hooks) hook();
   }
 
   /** Resolves true once nothing is in flight, or false after `timeoutMs`. */
