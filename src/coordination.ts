@@ -404,13 +404,13 @@ export function sweepStaleSockets(dir: string, keep: string): string[] {
   try {
     if (!file.tryLock()) return [];
     const owner = file.read().toString('utf8');
-    const listening = listeningUnixPaths();
+    const bound = boundUnixPaths();
     return fs.readdirSync(dir).filter((name) => {
       if (!name.endsWith('.sock')) return false;
       const id = name.slice(0, -'.sock'.length);
       const where = path.join(dir, name);
-      // Listed as listening: alive, and not worth a connection the peer would log.
-      if (id === keep || id === owner || listening.has(where)) return false;
+      // Bound by a live socket: not stale, whatever kind it is.
+      if (id === keep || id === owner || bound.has(where)) return false;
       return removeIfStale(where);
     });
   } finally {
@@ -419,11 +419,13 @@ export function sweepStaleSockets(dir: string, keep: string): string[] {
 }
 
 /**
- * The paths of this network namespace's listening unix sockets, as they were bound. A socket
- * bound under another spelling of the path, or in another namespace, is missing here: that only
- * costs a connection attempt.
+ * The paths of this network namespace's bound unix sockets of any type, listening or not, as
+ * they were bound. A file listed here has a live socket behind it: an upgrade socket, or a
+ * datagram socket of someone else's that merely refuses a stream connection. A socket bound
+ * under another spelling of the path, or in another namespace, is missing here: that only costs
+ * a connection attempt, which an upgrade socket answers.
  */
-function listeningUnixPaths(): Set<string> {
+function boundUnixPaths(): Set<string> {
   const paths = new Set<string>();
   let table: string;
   try {
@@ -433,8 +435,8 @@ function listeningUnixPaths(): Set<string> {
   }
   for (const row of table.split('\n')) {
     const cols = row.trim().split(/\s+/);
-    // Flags 00010000 is __SO_ACCEPTCON: listen() was called.
-    if (cols.length >= 8 && cols[3] === '00010000') paths.add(cols.slice(7).join(' '));
+    // Num RefCount Protocol Flags Type St Inode Path: the path is there once bound.
+    if (cols.length >= 8 && cols[7]?.startsWith('/')) paths.add(cols.slice(7).join(' '));
   }
   return paths;
 }
