@@ -18,10 +18,30 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 /** Compiled fixtures. */
 export const FIXTURES = path.join(ROOT, 'dist/test/fixtures');
 
-/** A fresh temp directory, removed after the test. Short, to leave room for socket paths. */
+/** Directories of tempDir() still to remove when this test file's process exits. */
+const leftDirs = new Set<string>();
+process.once('exit', () => {
+  for (const dir of leftDirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/**
+ * A fresh temp directory, removed after the test. Short, to leave room for socket paths.
+ *
+ * After-hooks run in the order they were added, so this one usually runs before the hooks that
+ * kill the test's processes, and a process may still write into the directory. The removal
+ * therefore never fails the test (a failed hook would skip the kills after it, and the live
+ * processes would hold the test file open until its timeout), and is done once more at exit.
+ */
 export function tempDir(t: TestContext, prefix = 'tr-'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  leftDirs.add(dir);
+  t.after(() => {
+    try {
+      fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+    } catch {
+      // A process of the test is still writing here; the exit handler removes it.
+    }
+  });
   return dir;
 }
 

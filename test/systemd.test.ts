@@ -143,6 +143,7 @@ describe('sd_notify', () => {
     await until(
       () => messagesFrom(receiver, loud.pid).some((m) => m.READY === '1'),
       'READY=1 from the marker',
+      30_000,
     );
     assert.deepEqual(messagesFrom(receiver, quiet.pid), []);
   });
