@@ -24,11 +24,11 @@ import net from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { hasCommand } from '../scripts/node-lines.js';
+import { cpuUs, startLiveroll, stopLiveroll } from './liveroll-proxy.js';
 import { ROOT, removeTempDir, startNode, stopProcess, tempDir } from './processes.js';
 import { median, table } from './stats.js';
 
-const CLI = path.join(ROOT, 'dist/src/liveroll/cli.js');
-const APP = path.join(ROOT, 'dist/test/fixtures/liveroll-app.js');
 const RELAY = path.join(ROOT, 'dist/bench/tcp-relay.js');
 
 /** How much load, for how long. */
@@ -83,15 +83,6 @@ export interface FrontOutcome {
   bulk: BulkSummary[];
 }
 
-function onPath(command: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** A free port on 127.0.0.1 (bound, then closed: for nginx, which takes a port number). */
 async function freePort(): Promise<number> {
   const server = net.createServer().listen(0, '127.0.0.1');
@@ -134,28 +125,13 @@ export function runWrk(plan: FrontPlan, port: number, seconds = plan.seconds): W
   return { rps, p99Ms: p99, errors, requests };
 }
 
-/** CPU time (user + system) of processes so far, in us, from /proc; 0 for one that is gone. */
-function cpuUs(pids: number[]): number {
-  let ticks = 0;
-  for (const pid of pids) {
-    try {
-      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      // exited
-    }
-  }
-  return (ticks * 1e6) / 100;
-}
-
 /** A wrk round that also charges the CPU of the front's and the app's processes per request. */
 function measuredRound(plan: FrontPlan, target: Target): WrkResult {
-  const front = cpuUs(target.frontPids);
-  const app = cpuUs(target.appPids);
+  const front = cpuUs(...target.frontPids);
+  const app = cpuUs(...target.appPids);
   const result = runWrk(plan, target.port);
-  result.frontCpuUs = (cpuUs(target.frontPids) - front) / result.requests;
-  result.appCpuUs = (cpuUs(target.appPids) - app) / result.requests;
+  result.frontCpuUs = (cpuUs(...target.frontPids) - front) / result.requests;
+  result.appCpuUs = (cpuUs(...target.appPids) - app) / result.requests;
   return result;
 }
 
@@ -179,55 +155,6 @@ function childrenOf(pid: number): number[] {
   } catch {
     return [];
   }
-}
-
-/** A liveroll CLI with the fixture app as its child; resolves with its ports. */
-async function startLiveroll(
-  dir: string,
-  mode: 'proxy' | 'direct',
-): Promise<{ proc: ChildProcess; publicPort: number; childPort: number; childPid: number }> {
-  const exec = `exec '${process.execPath}' '${APP}' --port <<PORT>>`;
-  const args = [
-    CLI,
-    ...['--mode', mode, '--port', '0', '--child-port1', '0', '--child-port2', '0'],
-    ...['--id', 'echo v1', '--exec', exec, '--interval', '0', '--log-format', 'json'],
-    ...['--coordination-dir', path.join(dir, `coord-${mode}`), '--instance-id', mode],
-    ...['--health-interval', '20ms'],
-  ];
-  const proc = spawn(process.execPath, args, {
-    detached: true,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return new Promise((resolve, reject) => {
-    let childPort = 0;
-    let childPid = 0;
-    let buffered = '';
-    const timer = setTimeout(() => reject(new Error(`liveroll (${mode}) did not start`)), 30_000);
-    proc.on('exit', (code) => reject(new Error(`liveroll (${mode}) exited with ${code}`)));
-    proc.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-      buffered += chunk;
-      const lines = buffered.split('\n');
-      buffered = lines.pop() ?? '';
-      for (const text of lines) {
-        const line = JSON.parse(text) as { msg?: string; port?: number; childPid?: number };
-        if (line.msg === 'child serving' && line.port !== undefined) {
-          childPort = line.port;
-          childPid = line.childPid ?? 0;
-        }
-        if (line.msg === 'serving' && line.port !== undefined) {
-          clearTimeout(timer);
-          resolve({ proc, publicPort: line.port, childPort, childPid });
-        }
-      }
-    });
-  });
-}
-
-async function stopLiveroll(proc: ChildProcess): Promise<void> {
-  const exited = new Promise((resolve) => proc.once('exit', resolve));
-  proc.kill('SIGTERM');
-  const late = new Promise((resolve) => setTimeout(() => resolve('late'), 20_000).unref());
-  if ((await Promise.race([exited, late])) === 'late') process.kill(-proc.pid!, 'SIGKILL');
 }
 
 /** nginx with one worker in front of `upstreamPort`; resolves with its port. */
@@ -335,12 +262,12 @@ async function measureBulk(
 export async function measureFronts(plan: FrontPlan): Promise<FrontOutcome> {
   const outcome: FrontOutcome = { plan, fronts: [], bulk: [] };
   for (const needed of ['wrk', 'curl']) {
-    if (!onPath(needed)) {
+    if (!hasCommand(needed)) {
       outcome.skipped = `${needed} is not installed (Debian package ${needed})`;
       return outcome;
     }
   }
-  if (!onPath('nginx')) outcome.nginxSkipped = 'nginx is not installed (Debian package nginx)';
+  if (!hasCommand('nginx')) outcome.nginxSkipped = 'nginx is not installed (Debian package nginx)';
   const dir = tempDir('tr-front-');
   const running: ChildProcess[] = [];
   try {

@@ -50,55 +50,58 @@ export interface ProxyPlan {
   maxRequestsPerRound?: number;
 }
 
-/** Starts liveroll and resolves with its public port and its child's port. */
-function startLiveroll(
+/** A running liveroll CLI with the fixture app as its child. */
+export interface StartedLiveroll {
+  proc: ChildProcess;
+  publicPort: number;
+  childPort: number;
+  childPid: number;
+  pid: number;
+}
+
+/**
+ * Starts liveroll (in `mode`) with the fixture app as its child, its coordination directory
+ * under `dir`; resolves with its public port and its child's port and pid.
+ */
+export function startLiveroll(
   dir: string,
-): Promise<{ proc: ChildProcess; publicPort: number; childPort: number; pid: number }> {
-  const exec = `'${process.execPath}' '${app}' --port <<PORT>>`;
-  const proc = spawn(
-    process.execPath,
-    [
-      cli,
-      '--port',
-      '0',
-      '--child-port1',
-      '0',
-      '--child-port2',
-      '0',
-      '--id',
-      'echo v1',
-      '--exec',
-      exec,
-      '--interval',
-      '0',
-      '--log-format',
-      'json',
-      '--log-level',
-      'info',
-      '--coordination-dir',
-      dir,
-      '--instance-id',
-      'bench',
-      '--health-interval',
-      '20ms',
-    ],
-    { detached: true, stdio: ['ignore', 'pipe', 'inherit'] },
-  );
+  mode: 'proxy' | 'direct' = 'proxy',
+): Promise<StartedLiveroll> {
+  const exec = `exec '${process.execPath}' '${app}' --port <<PORT>>`;
+  const args = [
+    cli,
+    ...['--mode', mode, '--port', '0', '--child-port1', '0', '--child-port2', '0'],
+    ...['--id', 'echo v1', '--exec', exec, '--interval', '0'],
+    ...['--log-format', 'json', '--log-level', 'info'],
+    ...['--coordination-dir', join(dir, `coord-${mode}`), '--instance-id', mode],
+    ...['--health-interval', '20ms'],
+  ];
+  const proc = spawn(process.execPath, args, {
+    detached: true,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   return new Promise((resolvePorts, reject) => {
     let childPort = 0;
+    let childPid = 0;
     let buffered = '';
-    const timer = setTimeout(() => reject(new Error('liveroll did not start within 20 s')), 20_000);
-    proc.on('exit', (code) => reject(new Error(`liveroll exited with ${code}`)));
+    const timer = setTimeout(
+      () => reject(new Error(`liveroll (${mode}) did not start within 30 s`)),
+      30_000,
+    );
+    proc.on('exit', (code) => reject(new Error(`liveroll (${mode}) exited with ${code}`)));
     proc.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
       buffered += chunk;
       const lines = buffered.split('\n');
       buffered = lines.pop() ?? '';
       for (const text of lines) {
-        const line = JSON.parse(text) as { msg?: string; port?: number };
-        if (line.msg === 'child serving' && line.port !== undefined) childPort = line.port;
+        const line = JSON.parse(text) as { msg?: string; port?: number; childPid?: number };
+        if (line.msg === 'child serving' && line.port !== undefined) {
+          childPort = line.port;
+          childPid = line.childPid ?? 0;
+        }
         if (line.msg === 'serving' && line.port !== undefined) {
           clearTimeout(timer);
-          resolvePorts({ proc, publicPort: line.port, childPort, pid: proc.pid ?? 0 });
+          resolvePorts({ proc, publicPort: line.port, childPort, childPid, pid: proc.pid ?? 0 });
         }
       }
     });
@@ -114,11 +117,19 @@ export interface RoundResult {
   cpuUsPerRequest: number;
 }
 
-/** CPU time of a process so far, in microseconds (utime + stime from /proc). */
-function cpuUs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
+/** CPU time (utime + stime from /proc) of processes so far, in us; 0 for one that is gone. */
+export function cpuUs(...pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // exited
+    }
+  }
+  return (ticks * 1e6) / 100;
 }
 
 /** One round of closed-loop load: `connections` loops, each one request at a time. */
@@ -294,10 +305,11 @@ export async function measureProxy(plan: ProxyPlan): Promise<Comparison[]> {
   }
 }
 
-async function stopLiveroll(proc: ChildProcess): Promise<void> {
+/** SIGTERM, then SIGKILL of its process group if it has not exited within 20 s. */
+export async function stopLiveroll(proc: ChildProcess): Promise<void> {
   const exited = new Promise((resolve) => proc.once('exit', resolve));
   proc.kill('SIGTERM');
-  const late = new Promise((resolve) => setTimeout(() => resolve('late'), 15_000).unref());
+  const late = new Promise((resolve) => setTimeout(() => resolve('late'), 20_000).unref());
   if ((await Promise.race([exited, late])) === 'late') {
     // Its children run in their own groups; liveroll's group is its own (detached).
     process.kill(-proc.pid!, 'SIGKILL');

@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensureDebianPackages } from './node-lines.js';
+import { ensureDebianPackages, hasCommand } from './node-lines.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const WORK = path.join(ROOT, '.tmp', 'docker');
@@ -43,22 +43,13 @@ function daemonAnswers(): boolean {
   }
 }
 
-function onPath(command: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Makes sure a Docker engine answers: installs `docker.io` when `dockerd` is missing, starts
  * the daemon in the background when none answers, and waits for it. Returns why not, or null.
  */
 export async function ensureDocker(): Promise<string | null> {
-  if (onPath('docker') && daemonAnswers()) return null;
-  if (!onPath('dockerd')) {
+  if (hasCommand('docker') && daemonAnswers()) return null;
+  if (!hasCommand('dockerd')) {
     const why = ensureDebianPackages(['docker.io']);
     if (why !== null) return `no Docker engine, and ${why}`;
   }

@@ -103,6 +103,16 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   console.log(nodeLine(major).node);
 }
 
+/** True when `command` is on PATH. */
+export function hasCommand(command: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Makes sure Debian packages are installed, as root with apt-get (a test's own set-up);
  * returns why not when it cannot.
