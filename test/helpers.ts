@@ -11,12 +11,24 @@ import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
 import { Child } from '../scripts/child.js';
 
+import { ensureDocker } from '../scripts/docker.js';
 export { Child, type Line } from '../scripts/child.js';
 
 /** The repository root (tests run from dist/test). */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** Compiled fixtures. */
 export const FIXTURES = path.join(ROOT, 'dist/test/fixtures');
+
+/**
+ * True once a Docker engine answers (installed and started by scripts/docker.ts when this is
+ * root); otherwise marks the test skipped with the reason and returns false.
+ */
+export async function dockerOrSkip(t: TestContext): Promise<boolean> {
+  const why = await ensureDocker();
+  if (why === null) return true;
+  t.skip(`needs a Docker engine: ${why}`);
+  return false;
+}
 
 /** Directories of tempDir() still to remove when this test file's process exits. */
 const leftDirs = new Set<string>();

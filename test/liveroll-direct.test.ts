@@ -16,10 +16,9 @@ import {
   jsonOf,
   msg,
   startLiveroll,
-  startLoad,
+  startMixedLoad,
+  loadProgress,
   tempDir,
-  until,
-  type LoadResult,
   type Liveroll,
 } from './fixtures/liveroll-harness.js';
 
@@ -48,26 +47,6 @@ function setup(t: TestContext, id = 'v1', flags = ''): string {
   writeFileSync(join(dir, 'id'), id);
   writeFileSync(join(dir, 'flags'), flags);
   return dir;
-}
-
-/** Fresh-connection and keep-alive load on `port` until stop() is called. */
-function load(port: number): { live: LoadResult[]; stop: () => Promise<LoadResult[]> } {
-  const controller = new AbortController();
-  const common = { stop: controller.signal, concurrency: 3, maxMs: 60_000, maxRequests: 100_000 };
-  const runs = [startLoad(port, common), startLoad(port, { ...common, keepAlive: true })];
-  return {
-    live: runs.map((r) => r.live),
-    stop: () => {
-      controller.abort();
-      return Promise.all(runs.map((r) => r.done));
-    },
-  };
-}
-
-/** Waits until every load loop has `more` successes past what it had when called. */
-async function progress(traffic: { live: LoadResult[] }, what: string, more = 30): Promise<void> {
-  const base = traffic.live.map((r) => r.ok);
-  await until(() => traffic.live.every((r, i) => r.ok >= (base[i] ?? 0) + more), what, 20_000);
 }
 
 function childGroups(run: Liveroll): number[] {
@@ -99,14 +78,14 @@ test(
   async (t) => {
     const dir = setup(t);
     const run = await startLiveroll(t, directFlags(dir, 'a', ['--interval', '150ms']));
-    const traffic = load(run.port);
-    await progress(traffic, 'load on v1');
+    const traffic = startMixedLoad(run.port);
+    await loadProgress(traffic, 'load on v1');
     writeFileSync(join(dir, 'id'), 'v2');
     await run.waitFor(msg('update complete', { id: 'v2' }), 'the roll to v2', 20_000);
-    await progress(traffic, 'load after the roll to v2');
+    await loadProgress(traffic, 'load after the roll to v2');
     run.signal('SIGHUP');
     await run.waitFor(msg('update complete', { id: 'v2' }), 'the SIGHUP roll', 20_000, 2);
-    await progress(traffic, 'load after the SIGHUP roll');
+    await loadProgress(traffic, 'load after the SIGHUP roll');
     const results = await traffic.stop();
     for (const result of results) {
       assert.deepEqual(result.failures, [], 'no request failed');
@@ -130,12 +109,12 @@ test(
       t,
       directFlags(dir, 'a', ['--interval', '150ms', '--health-timeout', '1500ms']),
     );
-    const traffic = load(run.port);
-    await progress(traffic, 'load on v1');
+    const traffic = startMixedLoad(run.port);
+    await loadProgress(traffic, 'load on v1');
     writeFileSync(join(dir, 'flags'), '--health-status 500');
     writeFileSync(join(dir, 'id'), 'v2');
     await run.waitFor(msg('update failed'), 'the v2 update to fail', 20_000);
-    await progress(traffic, 'load after the failed update');
+    await loadProgress(traffic, 'load after the failed update');
     const results = await traffic.stop();
     for (const result of results) {
       assert.deepEqual(result.failures, [], 'no request failed');
@@ -152,13 +131,13 @@ test(
 test('direct mode: a takeover of liveroll itself under load, 0 failed', TIMEOUT, async (t) => {
   const dir = setup(t);
   const a = await startLiveroll(t, directFlags(dir, 'a'));
-  const traffic = load(a.port);
-  await progress(traffic, 'load on instance a');
+  const traffic = startMixedLoad(a.port);
+  await loadProgress(traffic, 'load on instance a');
   writeFileSync(join(dir, 'id'), 'v2');
   const b = await startLiveroll(t, directFlags(dir, 'b'));
   assert.equal(b.port, a.port, 'b hands the socket it inherited to its children');
   assert.equal((await a.waitExit(30_000)).code, 0);
-  await progress(traffic, 'load after a exited');
+  await loadProgress(traffic, 'load after a exited');
   const results = await traffic.stop();
   for (const result of results) {
     assert.deepEqual(result.failures, [], 'no request failed');

@@ -11,15 +11,16 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { buildNodeImage, docker, ensureDocker, imageId } from '../scripts/docker.js';
+import { buildNodeImage, docker, imageId } from '../scripts/docker.js';
+import { dockerOrSkip } from './helpers.js';
 import {
   baseFlags,
   msg,
   startLiveroll,
-  startLoad,
+  startMixedLoad,
+  loadProgress,
   tempDir,
   until,
-  type LoadResult,
 } from './fixtures/liveroll-harness.js';
 
 const TIMEOUT = { timeout: 300_000 };
@@ -60,11 +61,7 @@ test(
   'liveroll rolls docker run containers under load: tag move, SIGHUP, SIGTERM; 0 failed, none left',
   TIMEOUT,
   async (t) => {
-    const why = await ensureDocker();
-    if (why !== null) {
-      t.skip(`needs a Docker engine: ${why}`);
-      return;
-    }
+    if (!(await dockerOrSkip(t))) return;
     const repository = 'tableroll-test-app';
     const tag = `t${process.pid}`;
     const name = image(repository, tag, 'v1');
@@ -88,21 +85,8 @@ test(
       `exec docker run --rm --init --label ${label} -p 127.0.0.1:<<PORT>>:8080 ${name}`,
     ]);
     assert.equal(run.matching(msg('artifact id'))[0]?.id, imageId(name));
-    const controller = new AbortController();
-    const common = {
-      stop: controller.signal,
-      concurrency: 2,
-      maxMs: 240_000,
-      maxRequests: 1_000_000,
-    };
-    const loads = [
-      startLoad(run.port, common),
-      startLoad(run.port, { ...common, keepAlive: true }),
-    ];
-    const progress = async (what: string): Promise<void> => {
-      const base = loads.map((l) => l.live.ok);
-      await until(() => loads.every((l, i) => l.live.ok >= (base[i] ?? 0) + 30), what, 60_000);
-    };
+    const traffic = startMixedLoad(run.port, { concurrency: 2, maxMs: 240_000 });
+    const progress = (what: string): Promise<void> => loadProgress(traffic, what, 30, 60_000);
     await progress('load on v1');
 
     // The tag moves to a new image; the interval tick sees the new id and rolls.
@@ -116,8 +100,7 @@ test(
     await until(() => containers(label).length === 1, 'one container left after the rolls', 30_000);
     assert.equal(containers(label, false).length, 1, 'one container runs');
 
-    controller.abort();
-    const results: LoadResult[] = await Promise.all(loads.map((l) => l.done));
+    const results = await traffic.stop();
     run.signal('SIGTERM');
     assert.equal((await run.waitExit(60_000)).code, 0);
     for (const result of results) {
@@ -131,11 +114,7 @@ test(
 );
 
 test('a SIGKILLed liveroll leaves no container running', TIMEOUT, async (t) => {
-  const why = await ensureDocker();
-  if (why !== null) {
-    t.skip(`needs a Docker engine: ${why}`);
-    return;
-  }
+  if (!(await dockerOrSkip(t))) return;
   const name = image('tableroll-test-app', `k${process.pid}`, 'v1');
   const label = `tableroll-test=${process.pid}-${Date.now()}`;
   t.after(() => {

@@ -17,10 +17,9 @@ import {
   groupMembers,
   msg,
   startLiveroll,
-  startLoad,
+  startMixedLoad,
+  loadProgress,
   tempDir,
-  until,
-  type LoadResult,
   type Liveroll,
 } from './fixtures/liveroll-harness.js';
 
@@ -46,48 +45,17 @@ function childPorts(run: Liveroll): number[] {
   return run.matching(msg('child started')).map((l) => l.port as number);
 }
 
-/** Fresh-connection and keep-alive load on `port` until the returned stop() is called. */
-function load(port: number): { live: LoadResult[]; stop: () => Promise<LoadResult[]> } {
-  const controller = new AbortController();
-  const runs = [
-    startLoad(port, {
-      stop: controller.signal,
-      concurrency: 3,
-      maxMs: 60_000,
-      maxRequests: 100_000,
-    }),
-    startLoad(port, {
-      stop: controller.signal,
-      concurrency: 3,
-      maxMs: 60_000,
-      maxRequests: 100_000,
-      keepAlive: true,
-    }),
-  ];
-  return {
-    live: runs.map((r) => r.live),
-    stop: () => {
-      controller.abort();
-      return Promise.all(runs.map((r) => r.done));
-    },
-  };
-}
-
 async function takeover(t: TestContext, extraA: string[], extraB: string[]): Promise<void> {
   const coord = join(tempDir(t), 'coord');
   const a = await startLiveroll(t, instanceFlags(coord, 'a', extraA));
-  const traffic = load(a.port);
-  await until(() => traffic.live.every((r) => r.ok >= 20), 'load on instance a');
+  const traffic = startMixedLoad(a.port);
+  await loadProgress(traffic, 'load on instance a', 20);
 
   const b = await startLiveroll(t, instanceFlags(coord, 'b', extraB));
   assert.equal(b.port, a.port, 'b serves on the socket it inherited');
   const exit = await a.waitExit(30_000);
   assert.equal(exit.code, 0);
-  const okAtExit = traffic.live.map((r) => r.ok);
-  await until(
-    () => traffic.live.every((r, i) => r.ok >= (okAtExit[i] ?? 0) + 20),
-    'load on b after a exited',
-  );
+  await loadProgress(traffic, 'load on b after a exited', 20);
   const results = await traffic.stop();
 
   for (const result of results) {
@@ -131,8 +99,8 @@ test(
 test('a newcomer that fails to start leaves the old instance serving', TIMEOUT, async (t) => {
   const coord = join(tempDir(t), 'coord');
   const a = await startLiveroll(t, instanceFlags(coord, 'a'));
-  const traffic = load(a.port);
-  await until(() => traffic.live.every((r) => r.ok >= 20), 'load on instance a');
+  const traffic = startMixedLoad(a.port);
+  await loadProgress(traffic, 'load on instance a', 20);
   const b = await startLiveroll(
     t,
     [...baseFlags(coord, 'b'), '--id', 'echo v1', '--exec', 'exit 3'],
@@ -140,11 +108,7 @@ test('a newcomer that fails to start leaves the old instance serving', TIMEOUT, 
   );
   assert.equal((await b.waitExit()).code, 1);
   await a.waitFor(msg('a takeover of the public port failed'), 'a to notice');
-  const okAfter = traffic.live.map((r) => r.ok);
-  await until(
-    () => traffic.live.every((r, i) => r.ok >= (okAfter[i] ?? 0) + 20),
-    'a to keep serving',
-  );
+  await loadProgress(traffic, 'a to keep serving', 20);
   for (const result of await traffic.stop()) {
     assert.deepEqual(result.failures, []);
     assert.deepEqual(result.names, ['a']);

@@ -13,8 +13,8 @@
  */
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
-import { docker, ensureDocker, buildSystemdImage, systemdRunFlags } from '../scripts/docker.js';
-import { ROOT, startCommand, until, type Child } from './helpers.js';
+import { docker, buildSystemdImage, systemdRunFlags } from '../scripts/docker.js';
+import { ROOT, dockerOrSkip, startCommand, until, type Child } from './helpers.js';
 
 const TIMEOUT = { timeout: 900_000 };
 /** Where the project's runtime files go in the container (the units' /opt/app). */
@@ -25,22 +25,21 @@ function inContainer(name: string, script: string): string {
   return docker(['exec', name, 'sh', '-c', script]);
 }
 
-/** `systemctl is-active` of a unit, without throwing on a non-zero status. */
-function state(name: string, unit: string): string {
+/**
+ * What a `systemctl` query printed (`is-active app@1`: `active`, `inactive`, `failed`...;
+ * `is-system-running`: `starting`, then `running`), whatever its exit status.
+ */
+function systemctl(name: string, query: string): string {
   try {
-    return inContainer(name, `systemctl is-active ${unit}`);
+    return inContainer(name, `systemctl ${query}`);
   } catch (err) {
     return String((err as { stdout?: string }).stdout ?? '').trim();
   }
 }
 
-/** `systemctl is-system-running`: `starting` while it boots, `running` once it has. */
-function systemState(name: string): string {
-  try {
-    return inContainer(name, 'systemctl is-system-running');
-  } catch (err) {
-    return String((err as { stdout?: string }).stdout ?? '').trim();
-  }
+/** `systemctl is-active` of a unit. */
+function state(name: string, unit: string): string {
+  return systemctl(name, `is-active ${unit}`);
 }
 
 /** Starts load on the container's 127.0.0.1:8080; stop it by ending its stdin. */
@@ -92,11 +91,7 @@ test(
   'under systemd in Docker: rolls, a failed start and socket activation, 0 failed',
   TIMEOUT,
   async (t) => {
-    const why = await ensureDocker();
-    if (why !== null) {
-      t.skip(`needs a Docker engine: ${why}`);
-      return;
-    }
+    if (!(await dockerOrSkip(t))) return;
     const image = buildSystemdImage();
     const name = `tableroll-systemd-${process.pid}`;
     docker([
@@ -111,7 +106,11 @@ test(
       '/sbin/init',
     ]);
     t.after(() => docker(['rm', '-f', name]));
-    await until(() => /^(running|degraded)$/.test(systemState(name)), 'systemd to boot', 60_000);
+    await until(
+      () => /^(running|degraded)$/.test(systemctl(name, 'is-system-running')),
+      'systemd to boot',
+      60_000,
+    );
     // What a user does: the package's files in place, the units copied, a user for the service.
     inContainer(
       name,
