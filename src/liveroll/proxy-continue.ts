@@ -27,7 +27,6 @@ export function forwardExpectContinue(
     return proxy.reject(res, 503, 'no healthy child');
   }
   const finish = backend.begin();
-  res.on('close', finish);
   const headers = forwardRequestHeaders(req, { trustForwardHeaders, upgrade: false });
   headers.push('expect', '100-continue');
   let continued = false;
@@ -69,6 +68,7 @@ export function forwardExpectContinue(
   });
   req.on('error', () => outgoing.destroy());
   res.on('close', () => {
+    finish();
     if (!res.writableFinished) outgoing.destroy();
   });
   outgoing.flushHeaders();

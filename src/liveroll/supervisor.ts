@@ -146,12 +146,13 @@ export class Supervisor {
         '--exec has no <<PORT>>: each child must find out by itself which port to listen on',
       );
     }
-    if (!/^\s*exec\s/.test(exec) && this.listener !== undefined) {
+    if (/^\s*exec\s/.test(exec)) return;
+    if (this.listener !== undefined) {
       this.log.warn(
         { exec },
         '--exec does not start with "exec": in direct mode LISTEN_PID names the shell, so a program it forks will not take the socket',
       );
-    } else if (!/^\s*exec\s/.test(exec)) {
+    } else {
       this.log.info(
         'the child pid logged is the shell running --exec; start --exec with "exec" to make it the program itself',
       );
