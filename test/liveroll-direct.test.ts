@@ -148,3 +148,22 @@ test('direct mode: a takeover of liveroll itself under load, 0 failed', TIMEOUT,
   b.signal('SIGTERM');
   assert.equal((await b.waitExit()).code, 0);
 });
+
+test(
+  'direct mode warns when --exec does not exec: LISTEN_PID would name the shell',
+  TIMEOUT,
+  async (t) => {
+    const dir = setup(t);
+    const flags = directFlags(dir, 'a');
+    const exec = flags.indexOf('--exec') + 1;
+    flags[exec] = (flags[exec] ?? '').replace(/^exec /, '');
+    const run = await startLiveroll(t, flags, false);
+    const warned = await run.waitFor(
+      (line) => String(line.msg).startsWith('--exec does not start with "exec": in direct mode'),
+      'the warning',
+    );
+    assert.equal(warned.level, 40, 'a warning');
+    run.signal('SIGTERM');
+    assert.equal((await run.waitExit()).code, 0);
+  },
+);
