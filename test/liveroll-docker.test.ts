@@ -27,7 +27,9 @@ const TIMEOUT = { timeout: 300_000 };
 
 /**
  * The containers' server: answers `{"name": <version>}`, 200 on /healthz, and on SIGTERM
- * stops accepting, finishes its requests and exits (liveroll has drained it already).
+ * stops accepting, finishes its requests and exits (liveroll has drained it already). Port 8080
+ * is inside each container's own network namespace, so containers never collide; on the host
+ * each is published on 127.0.0.1 at the free port liveroll picked (`-p 127.0.0.1:<<PORT>>:8080`).
  */
 const SERVER = `
 const http = require('node:http');

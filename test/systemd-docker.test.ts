@@ -42,7 +42,10 @@ function state(name: string, unit: string): string {
   return systemctl(name, `is-active ${unit}`);
 }
 
-/** Starts load on the container's 127.0.0.1:8080; stop it by ending its stdin. */
+/**
+ * Starts load on the container's 127.0.0.1:8080 (the units' port, in the container's own network
+ * namespace: nothing on the host uses it); stop it by ending its stdin.
+ */
 async function startContainerLoad(t: TestContext, name: string): Promise<Child> {
   const load = startCommand(t, 'docker', [
     'exec',
