@@ -12,7 +12,8 @@
 //   (a) => a + 1            into  (function (a) { return a + 1; })   if it uses no `this`,
 //                                   `arguments`, `super` or `new.target`
 // The compile work moves to import time. Constructors, arrows that use `this`, methods that use
-// `super` and methods with computed or private names stay as they are; the test
+// `super` and methods with computed or private names stay as they are, and a method whose body
+// uses an outer binding of its own name stops the build (its new name would shadow it); the test
 // eager-compile.test.ts checks with V8's own log that nothing else is left to a newcomer. Source
 // maps and declaration files still point at the TypeScript source.
 //
@@ -150,6 +151,17 @@ function eagerClass(f, node) {
       continue;
     }
     const { kind, name, body } = movable;
+    // The method becomes `function name() {}`, whose name would shadow an outer `name` that
+    // its body calls: a silent change of meaning, so the build refuses it.
+    const original = /** @type {ts.MethodDeclaration | ts.AccessorDeclaration} */ (
+      ts.getOriginalNode(movable.member)
+    );
+    if (original.body && refersTo(original.body, name)) {
+      throw new Error(
+        `${original.getSourceFile().fileName}: the method ${name} uses an outer ${name}, which ` +
+          'the eager pass would shadow with the method itself; rename one of them',
+      );
+    }
     const isStatic = (ts.getModifiers(movable.member) ?? []).some(
       (m) => m.kind === ts.SyntaxKind.StaticKeyword,
     );
@@ -205,6 +217,26 @@ function movableMember(member) {
   if (!ts.isIdentifier(method.name) || !method.body) return null;
   if (usesSuper(method.body)) return null; // `super` is only allowed inside methods
   return { member: method, kind, name: method.name.text, body: method.body };
+}
+
+/**
+ * Whether `node` mentions the binding `name`: an identifier that is not a property's name.
+ * @param {ts.Node} node
+ * @param {string} name
+ * @returns {boolean}
+ */
+function refersTo(node, name) {
+  if (ts.isIdentifier(node) && node.text === name) {
+    const parent = node.parent;
+    const isPropertyName =
+      (ts.isPropertyAccessExpression(parent) ||
+        ts.isPropertyAssignment(parent) ||
+        ts.isMethodDeclaration(parent) ||
+        ts.isPropertyDeclaration(parent)) &&
+      parent.name === node;
+    return !isPropertyName;
+  }
+  return !!ts.forEachChild(node, (child) => refersTo(child, name));
 }
 
 /**

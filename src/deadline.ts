@@ -5,8 +5,8 @@
  * ERR_TABLEROLL_ABORTED for the caller's signal, or whatever error the owner fired it with.
  *
  * Internally a plain callback list rather than AbortController, and a timerfd watched on Node's
- * loop rather than setTimeout: a handoff runs once per process, cold, and EventTarget dispatch,
- * DOMException creation and the first setTimeout's internals cost it about a millisecond.
+ * loop rather than setTimeout: cold path (see native.ts); EventTarget dispatch, DOMException
+ * creation and the first setTimeout's internals cost a handoff about a millisecond.
  */
 import { ErrorCodes, TablerollError } from './errors.js';
 import { READABLE, native, type Poller } from './native.js';

@@ -20,15 +20,15 @@ export type { FdKind } from './protocol.js';
 export { ErrorCodes, TablerollError } from './errors.js';
 export type { ErrorCode } from './errors.js';
 export type { Logger } from './logger.js';
-export { drainHttpServer, defaultDrainOptions } from './http-drain.js';
-export { runtimeDirectory } from './runtime-directory.js';
-export type { RuntimeEnvironment } from './runtime-directory.js';
-export type { DrainOptions, DrainResult } from './http-drain.js';
-export { drainWebSocketServer } from './websocket-drain.js';
-export { trackHttp2Server } from './http2-drain.js';
-export type { Http2Tracker } from './http2-drain.js';
+export { drainHttpServer, defaultDrainOptions } from './drains/http-drain.js';
+export { runtimeDirectory } from './coordination/runtime-directory.js';
+export type { RuntimeEnvironment } from './coordination/runtime-directory.js';
+export type { DrainOptions, DrainResult } from './drains/http-drain.js';
+export { drainWebSocketServer } from './drains/websocket-drain.js';
+export { trackHttp2Server } from './drains/http2-drain.js';
+export type { Http2Tracker } from './drains/http2-drain.js';
 export type {
   WebSocketDrainOptions,
   WebSocketLike,
   WebSocketServerLike,
-} from './websocket-drain.js';
+} from './drains/websocket-drain.js';

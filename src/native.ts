@@ -7,6 +7,13 @@
  * has FD_CLOEXEC set, so child processes never inherit our sockets. A syscall error is thrown as
  * a Node-style error: `code` ('ECONNREFUSED'), negative `errno`, `syscall`, and `path` when a
  * path was involved.
+ *
+ * Why the handoff calls the addon (and hand-written code) where Node has an API: a newcomer runs
+ * its handoff once per process, cold, while it holds the coordination lock. The first call of
+ * each node:fs function compiles a chain of Node's internal JavaScript; setTimeout, EventTarget
+ * and Buffer's readers compile their own; the handoff would pay each of those once, inside the
+ * lock. Comments at those places say "cold path" and point here; scripts/build.js compiles
+ * tableroll's own functions ahead for the same reason.
  */
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';

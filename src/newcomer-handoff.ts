@@ -2,17 +2,11 @@
  * The newcomer's side of a handoff: dial the owner named in `pid`, receive its descriptors,
  * and later confirm with the ready message. Called with the coordination lock held.
  */
-import fs from 'node:fs';
 import { ErrorCodes, TablerollError } from './errors.js';
 import { Deadline, delay } from './deadline.js';
-import {
-  checkSocketFile,
-  isTrustedUid,
-  processExited,
-  socketPath,
-  validateId,
-} from './coordination.js';
-import type { ResolvedOptions } from './upgrader-options.js';
+import type { Coordinator } from './coordination/coordinator.js';
+import { isTrustedUid } from './coordination/directory.js';
+import { processExited } from './coordination/peers.js';
 import type { Logger } from './logger.js';
 import { native } from './native.js';
 import {
@@ -26,7 +20,7 @@ import {
   protocolError,
   type MetadataEntry,
 } from './protocol.js';
-import type { StoredFd } from './fd-store.js';
+import type { StoredFd } from './fd-types.js';
 import { UnixChannel, closeAll } from './unix-channel.js';
 
 /** Pause between attempts while a live owner refuses us (it is busy or draining). */
@@ -50,14 +44,13 @@ class Refused extends Error {}
  * `limit` fires: it is mid-transfer or draining and will go away.
  */
 export async function takeOver(
-  dir: string,
+  coordinator: Coordinator,
   ownerId: string,
   limit: Deadline,
   log: Logger,
   once = false,
 ): Promise<TakeOver> {
-  const path = socketPath(dir, ownerId);
-  checkSocketFile(path, "the owner's upgrade socket");
+  const path = coordinator.peerSocket(ownerId);
   for (;;) {
     let channel: UnixChannel;
     try {
@@ -123,7 +116,7 @@ async function receiveDescriptors(
   growFdTable(channel.fd, channel.fd + 2 * entries.length);
   // One buffer for every name (their bytes only need counting), and a native loop that takes
   // every message already there: one call per burst rather than an await and a recvmsg call per
-  // descriptor, which at 500 descriptors costs milliseconds in code that runs once, cold.
+  // descriptor, which at 500 descriptors costs milliseconds (cold path: see native.ts).
   const names = Buffer.allocUnsafe(MAX_NAME_LENGTH);
   while (received.length < entries.length) {
     const batch = channel.readEachNow(names, entries.length - received.length);
@@ -223,20 +216,14 @@ function describe(entry: MetadataEntry): string {
  * owner, has written itself back. Processes that do not own anything refuse by hanging up.
  */
 async function findUnrecordedOwner(
-  dir: string,
+  coordinator: Coordinator,
   exclude: string[],
   limit: Deadline,
   log: Logger,
 ): Promise<TakeOver | null> {
-  const candidates = fs
-    .readdirSync(dir)
-    .filter((name) => name.endsWith('.sock'))
-    .map((name) => name.slice(0, -'.sock'.length))
-    .filter((id) => !exclude.includes(id));
-  for (const candidate of candidates) {
+  for (const candidate of coordinator.peerIds(exclude)) {
     try {
-      validateId(dir, candidate);
-      const result = await takeOver(dir, candidate, limit, log, true);
+      const result = await takeOver(coordinator, candidate, limit, log, true);
       // An owner, or one that died handing over: what it sent is ours either way.
       if (result.owner || result.entries.length > 0) {
         log.warn({ ownerId: candidate }, 'found the owner, which pid did not name');
@@ -276,13 +263,13 @@ export interface Session {
 
 /**
  * Takes over from the owner named in `pid` (raw bytes), if there is one: the session to finish in
- * ready(), and what was inherited. Called with the coordination lock held.
+ * ready(), and what was inherited. Called with the coordination lock held. `handoffLimit` makes
+ * the deadline of the whole handoff, only when there is an owner to dial.
  */
 export async function inheritFromOwner(
-  dir: string,
-  id: string,
+  coordinator: Coordinator,
   owner: Buffer,
-  opts: ResolvedOptions,
+  handoffLimit: () => Deadline,
   log: Logger,
 ): Promise<{ session: Session | null; inherited: StoredFd[] }> {
   const none = { session: null, inherited: [] };
@@ -292,16 +279,16 @@ export async function inheritFromOwner(
   }
   const ownerId = owner.toString('utf8');
   // Go dials itself here and then fails forever.
-  if (ownerId === id) {
+  if (ownerId === coordinator.id) {
     log.warn('the pid file names our own id, left by an earlier process: no owner');
     return none;
   }
-  const limit = new Deadline(opts.upgradeTimeoutMs, 'the handoff', [opts.signal]);
+  const limit = handoffLimit();
   try {
-    validateId(dir, ownerId);
-    let result = await takeOver(dir, ownerId, limit, log);
+    let result = await takeOver(coordinator, ownerId, limit, log);
     if (!result.owner && result.unreachable === true) {
-      result = (await findUnrecordedOwner(dir, [id, ownerId], limit, log)) ?? result;
+      const exclude = [coordinator.id, ownerId];
+      result = (await findUnrecordedOwner(coordinator, exclude, limit, log)) ?? result;
     }
     if (!result.owner) {
       const kept = result.entries.length;

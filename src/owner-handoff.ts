@@ -18,7 +18,7 @@ import {
   encodeMetadata,
   protocolError,
 } from './protocol.js';
-import type { StoredFd } from './fd-store.js';
+import type { StoredFd } from './fd-types.js';
 import type { UnixChannel } from './unix-channel.js';
 
 /** What an owner sends a newcomer: the store's entries, and their encoded metadata and names. */
@@ -47,8 +47,8 @@ export async function sendDescriptors(
   await channel.write(offer.metadata, limit);
   log.debug({ step: 'metadata-sent', count: entries.length }, 'sent the metadata');
   // Exactly one fd per message: Go's receiver has room for one. Sent in a plain loop while the
-  // socket takes them, waiting only when it is full: a handoff runs once, with cold code, and
-  // an await per descriptor costs more than the sendmsg.
+  // socket takes them, waiting only when it is full: on the cold path (see native.ts) an await
+  // per descriptor costs more than the sendmsg.
   for (let index = 0; index < entries.length; index++) {
     const entry = entries[index]!;
     const name = names[index]!;

@@ -102,8 +102,7 @@ export function decodeLength(prefix: Buffer): number {
   if (prefix.length < LENGTH_PREFIX_BYTES) {
     throw protocolError(`a length prefix of ${prefix.length} bytes is too short`);
   }
-  // By hand rather than readInt32BE: a handoff runs this once, cold, and Buffer's method costs
-  // a compilation of its own. `|` yields a signed 32-bit result, as Go's int32 prefix is.
+  // By hand rather than readInt32BE, whose first call compiles (cold path: see native.ts). `|` yields a signed 32-bit result, as Go's int32 prefix is.
   const length = (prefix[0]! << 24) | (prefix[1]! << 16) | (prefix[2]! << 8) | prefix[3]!;
   if (length < 0 || length > MAX_BLOB_LENGTH) {
     throw protocolError(`blob length ${length} is outside 0..${MAX_BLOB_LENGTH}`);

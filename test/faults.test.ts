@@ -11,7 +11,8 @@ import net from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import { Upgrader } from 'tableroll';
 import { startLoad } from '../scripts/http-load.js';
-import { STALE_SOCKET_AGE_MS, isProcessGone } from '../src/coordination.js';
+import { isProcessGone } from '../src/coordination/peers.js';
+import { STALE_SOCKET_AGE_MS } from '../src/coordination/upgrade-socket.js';
 import { native } from '../src/native.js';
 import { httpGet, openFdCount, startFixture, tempDir, until, type Child } from './helpers.js';
 

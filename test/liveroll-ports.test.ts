@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { LiverollErrorCodes } from '../src/liveroll/errors.js';
-import { ChildPorts, pickFreePort, portBusyReason } from '../src/liveroll/ports.js';
+import { ChildPorts, pickFreePort, portBusyReason } from '../src/liveroll/supervisor/ports.js';
 
 const TIMEOUT = { timeout: 10_000 };
 

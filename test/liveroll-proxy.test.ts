@@ -12,7 +12,7 @@ import { request as httpRequest } from 'node:http';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { WebSocket } from 'ws';
-import { ReverseProxy, connectionCap, type ProxyOptions } from '../src/liveroll/proxy.js';
+import { ReverseProxy, connectionCap, type ProxyOptions } from '../src/liveroll/proxy/proxy.js';
 import { silentLogger } from '../src/liveroll/logger.js';
 import {
   fetchOnce,

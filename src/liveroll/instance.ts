@@ -13,9 +13,9 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { describeError } from './errors.js';
 import type { LiverollOptions } from './options.js';
-import { ReverseProxy } from './proxy.js';
+import { ReverseProxy } from './proxy/proxy.js';
 import { PublicListener } from './public-listener.js';
-import { Supervisor, directRouter } from './supervisor.js';
+import { Supervisor, directRouter } from './supervisor/supervisor.js';
 
 /** Exit statuses of the CLI. */
 export const ExitCodes = {

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runtimeDirectory } from '../runtime-directory.js';
+import { runtimeDirectory } from '../coordination/runtime-directory.js';
 
 /** The environment variables this module reads. */
 export interface SystemdEnvironment {

@@ -21,9 +21,9 @@
 import { request, type ClientRequest, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { describeError } from './errors.js';
+import { describeError } from '../errors.js';
 import { forwardRequestHeaders, forwardResponseHeaders } from './forward-headers.js';
-import type { ReverseProxy } from './proxy.js';
+import type { ProxyContext } from './context.js';
 import type { Backend } from './rotation.js';
 import { FrameBoundaries, GOING_AWAY, closeFrame } from './websocket-frames.js';
 
@@ -49,7 +49,7 @@ function responseHead(res: IncomingMessage, headers: readonly string[]): string 
 
 /** Connects the client to a child for an upgrade request; handles the server's 'upgrade' event. */
 export function tunnelUpgrade(
-  proxy: ReverseProxy,
+  proxy: ProxyContext,
   req: IncomingMessage,
   client: Duplex,
   head: Buffer,

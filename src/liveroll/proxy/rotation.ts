@@ -4,7 +4,7 @@
  * before it is stopped; its in-flight count then tells when it has drained.
  */
 import { Pool } from 'undici';
-import { withTimeout } from './wait.js';
+import { withTimeout } from '../wait.js';
 
 /** A child as the proxy sees it. */
 export interface BackendAddress {

@@ -13,9 +13,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
 import { forEachLine } from './output-lines.js';
-import { childEnvironment } from './systemd.js';
+import { childEnvironment } from '../systemd.js';
 import { liveGroupMembers, signalGroup, waitGroupGone } from './process-group.js';
-import { withTimeout } from './wait.js';
+import { withTimeout } from '../wait.js';
 
 /** How a child ended. */
 export interface ChildExit {

@@ -5,9 +5,9 @@
  */
 import { spawn } from 'node:child_process';
 import type { Logger } from 'pino';
-import { LiverollError, LiverollErrorCodes, abortedError } from './errors.js';
+import { LiverollError, LiverollErrorCodes, abortedError } from '../errors.js';
 import { forEachLine } from './output-lines.js';
-import { childEnvironment } from './systemd.js';
+import { childEnvironment } from '../systemd.js';
 import { signalGroup } from './process-group.js';
 
 /** Most stdout bytes kept from one command; more makes an `--id` run fail. */

@@ -7,7 +7,7 @@
  * Works with the `ws` package's WebSocketServer, or anything with the same shape, without
  * tableroll depending on `ws`.
  */
-import { ErrorCodes, TablerollError } from './errors.js';
+import { ErrorCodes, TablerollError } from '../errors.js';
 import { defaultDrainOptions, type DrainResult } from './http-drain.js';
 
 /** The part of a `ws` WebSocket the drain uses. */

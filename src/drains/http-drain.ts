@@ -10,7 +10,7 @@
  */
 import type http from 'node:http';
 import net from 'node:net';
-import { ErrorCodes, TablerollError } from './errors.js';
+import { ErrorCodes, TablerollError } from '../errors.js';
 
 /** Options of `drainHttpServer`. */
 export interface DrainOptions {

@@ -17,7 +17,7 @@
 import type http from 'node:http';
 import type http2 from 'node:http2';
 import type net from 'node:net';
-import { ErrorCodes, TablerollError } from './errors.js';
+import { ErrorCodes, TablerollError } from '../errors.js';
 import { defaultDrainOptions, type DrainOptions, type DrainResult } from './http-drain.js';
 
 /** The sessions of an HTTP/2 server, and how to drain them. */

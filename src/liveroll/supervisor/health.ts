@@ -6,8 +6,8 @@
  */
 import { request } from 'node:http';
 import type { Logger } from 'pino';
-import { LiverollError, LiverollErrorCodes, abortedError, describeError } from './errors.js';
-import { sleep } from './wait.js';
+import { LiverollError, LiverollErrorCodes, abortedError, describeError } from '../errors.js';
+import { sleep } from '../wait.js';
 
 /** Where and how long to probe. */
 export interface HealthCheckOptions {

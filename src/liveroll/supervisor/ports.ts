@@ -8,7 +8,7 @@
 import { randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { LiverollError, LiverollErrorCodes } from './errors.js';
+import { LiverollError, LiverollErrorCodes } from '../errors.js';
 
 /** Binds and closes a listener on `port` of every interface (`port` 0: any); resolves with the bound port. */
 function bindOnce(port: number, host: string): Promise<number> {

@@ -4,9 +4,10 @@
  * process) and LISTEN_FDNAMES (colon-separated FileDescriptorName= values). The fd store adopts
  * them under those names, so `fds.listen('web', ...)` returns the activated socket.
  */
-import type { Logger } from './logger.js';
-import { native } from './native.js';
-import { inspectFd, type StoredFd } from './fd-store.js';
+import type { Logger } from '../logger.js';
+import { native } from '../native.js';
+import { inspectFd } from '../fd-sockets.js';
+import type { StoredFd } from '../fd-types.js';
 
 /** The first fd systemd passes (SD_LISTEN_FDS_START). */
 const LISTEN_FDS_START = 3;

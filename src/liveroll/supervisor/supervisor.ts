@@ -15,44 +15,23 @@ import type { Logger } from 'pino';
 import { RestartBackoff } from './backoff.js';
 import { ManagedChild, type ChildExit } from './child.js';
 import { readArtifactId, runCommand } from './commands.js';
-import { LiverollError, LiverollErrorCodes, describeError } from './errors.js';
+import { LiverollError, LiverollErrorCodes, describeError } from '../errors.js';
 import { waitUntilHealthy } from './health.js';
-import { expandExec, type LiverollOptions } from './options.js';
+import { expandExec, type LiverollOptions } from '../options.js';
 import { ChildPorts, type PortLease } from './ports.js';
 import { signalGroup } from './process-group.js';
-import type { BackendAddress } from './rotation.js';
+import type { Router, SharedListener, UpdateReason } from './routing.js';
+import { CHILD_HOST } from './routing.js';
+import { FailedIds } from './failed-ids.js';
+import { checkExecTemplate } from './exec-template.js';
 
-/**
- * Where the supervisor puts healthy children and takes retiring ones from. In proxy mode it is
- * the reverse proxy; in direct mode the children accept on the public socket themselves, so
- * there is no rotation and a child drains on its own after SIGTERM.
- */
-export interface Router {
-  add(backend: BackendAddress): void;
-  /** Takes the child out of the rotation; resolves true once its requests finished in time. */
-  retire(name: string, timeoutMs: number): Promise<boolean>;
-  forget(name: string): Promise<void>;
-}
-
-/** The router of direct mode: nothing to route. */
-export const directRouter: Router = {
-  add: () => {},
-  retire: () => Promise.resolve(true),
-  forget: () => Promise.resolve(),
-};
-
-/** The public socket a direct-mode child receives as fd 3. */
-export interface SharedListener {
-  fd: number;
-  /** Its LISTEN_FDNAMES name. */
-  name: string;
-}
-
-/** Where children listen; the proxy and the health check connect there. */
-export const CHILD_HOST = '127.0.0.1';
-
-/** What asked for an update. */
-export type UpdateReason = 'start' | 'interval' | 'sighup' | 'child-exit';
+export {
+  CHILD_HOST,
+  directRouter,
+  type Router,
+  type SharedListener,
+  type UpdateReason,
+} from './routing.js';
 
 type Role = 'candidate' | 'serving' | 'retiring';
 
@@ -89,9 +68,7 @@ export class Supervisor {
   private restartTimer: NodeJS.Timeout | undefined;
   private halted = false;
   private sequence = 0;
-  /** The last id whose update failed, and when it may be tried again on an interval tick. */
-  private failedId: { id: string; retryAt: number } | undefined;
-  private readonly failedIdBackoff: RestartBackoff;
+  private readonly failedIds: FailedIds;
 
   constructor(options: LiverollOptions, proxy: Router, logger: Logger) {
     this.options = options;
@@ -103,11 +80,7 @@ export class Supervisor {
       maxMs: options.restartBackoffMaxMs,
       resetMs: options.restartResetMs,
     });
-    this.failedIdBackoff = new RestartBackoff({
-      initialMs: options.restartBackoffMs,
-      maxMs: options.restartBackoffMaxMs,
-      resetMs: Infinity,
-    });
+    this.failedIds = new FailedIds(options.restartBackoffMs, options.restartBackoffMaxMs, logger);
   }
 
   /** The artifact id of the serving child, if any. */
@@ -121,7 +94,7 @@ export class Supervisor {
    */
   async start(listener?: SharedListener): Promise<void> {
     this.listener = listener;
-    this.checkExecTemplate();
+    checkExecTemplate(this.options.exec, listener !== undefined, this.log);
     const first = this.update({ force: true, reasons: new Set(['start']) });
     // Triggers that arrive meanwhile wait for it, as they would for any update.
     this.loop = first.then(
@@ -135,28 +108,6 @@ export class Supervisor {
     }
     this.scheduleInterval();
     this.kick();
-  }
-
-  /** Says what in `--exec` is probably a mistake; it still runs as given. */
-  private checkExecTemplate(): void {
-    const { exec } = this.options;
-    if (!exec.includes('<<PORT>>')) {
-      this.log.warn(
-        { exec },
-        '--exec has no <<PORT>>: each child must find out by itself which port to listen on',
-      );
-    }
-    if (/^\s*exec\s/.test(exec)) return;
-    if (this.listener !== undefined) {
-      this.log.warn(
-        { exec },
-        '--exec does not start with "exec": in direct mode LISTEN_PID names the shell, so a program it forks will not take the socket',
-      );
-    } else {
-      this.log.info(
-        'the child pid logged is the shell running --exec; start --exec with "exec" to make it the program itself',
-      );
-    }
   }
 
   /** Asks for an update; returns at once. While one runs, requests merge into one follow-up. */
@@ -234,16 +185,15 @@ export class Supervisor {
       this.log.info({ id }, 'update skipped: id unchanged');
       return;
     }
-    if (routine && this.current !== undefined && this.isBackingOff(id)) return;
+    if (routine && this.current !== undefined && this.failedIds.isBackingOff(id)) return;
     let record: ChildRecord;
     try {
       record = await this.launch(id);
     } catch (err) {
-      this.rememberFailure(id);
+      this.failedIds.remember(id);
       throw err;
     }
-    this.failedId = undefined;
-    this.failedIdBackoff.reset();
+    this.failedIds.clear();
     if (!record.child.running) {
       await this.dispose(record);
       throw new LiverollError(
@@ -256,26 +206,6 @@ export class Supervisor {
     for (const other of others) other.role = 'retiring';
     await Promise.all(others.map((other) => this.retire(other)));
     this.log.info({ id, child: record.child.name }, 'update complete');
-  }
-
-  /**
-   * An id whose child failed its health check is not tried again on every tick: only once its
-   * backoff delay (as for crash loops) has passed. SIGHUP retries it at once.
-   */
-  private isBackingOff(id: string): boolean {
-    const failed = this.failedId;
-    if (failed === undefined || failed.id !== id) return false;
-    const waitMs = failed.retryAt - Date.now();
-    if (waitMs <= 0) return false;
-    this.log.info({ id, retryInMs: waitMs }, 'update skipped: this id failed; retrying later');
-    return true;
-  }
-
-  private rememberFailure(id: string): void {
-    if (this.failedId?.id !== id) this.failedIdBackoff.reset();
-    // The first failure waits the initial delay already: the backoff's first answer is 0.
-    if (this.failedIdBackoff.count === 0) this.failedIdBackoff.next();
-    this.failedId = { id, retryAt: Date.now() + this.failedIdBackoff.next() };
   }
 
   /** Runs --pull and --id. With no child serving, a failure falls back to the last good id. */

@@ -10,13 +10,13 @@
  * Nothing is retried: the child may have acted on the headers alone.
  */
 import { request, type IncomingMessage, type ServerResponse } from 'node:http';
-import { describeError } from './errors.js';
+import { describeError } from '../errors.js';
 import { forwardRequestHeaders, forwardResponseHeaders } from './forward-headers.js';
-import type { ReverseProxy } from './proxy.js';
+import type { ProxyContext } from './context.js';
 
 /** Forwards one `Expect: 100-continue` request (the server's 'checkContinue' event). */
 export function forwardExpectContinue(
-  proxy: ReverseProxy,
+  proxy: ProxyContext,
   req: IncomingMessage,
   res: ServerResponse,
 ): void {

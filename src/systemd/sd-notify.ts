@@ -8,9 +8,9 @@
  * upgrade, and WATCHDOG=1 every half $WATCHDOG_USEC when the unit has a watchdog.
  */
 import type { EventEmitter } from 'eventemitter3';
-import type { Logger } from './logger.js';
-import { native } from './native.js';
-import type { UpgraderEvents } from './upgrader.js';
+import type { Logger } from '../logger.js';
+import { native } from '../native.js';
+import type { UpgraderEvents } from '../upgrader-events.js';
 
 /** Sends notifications to the service manager. */
 export class SystemdNotifier {
