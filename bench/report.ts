@@ -1,13 +1,13 @@
 /** The printed form of each section of `npm run bench`: plain-text tables. */
-import type { HandoffProfile } from './handoff-profile.js';
-import { PHASES, type HandoffResult } from './handoff.js';
-import type { FloorResult } from './fd-floor.js';
-import type { LiverollOutcome } from './liveroll.js';
-import type { ImportResult } from './import-time.js';
-import type { ProxySummary } from './liveroll-proxy.js';
-import type { MemoryOutcome } from './memory.js';
-import { fmt, table, type Summary } from './stats.js';
-import type { ClientOutcome, VariantOutcome } from './upgrades.js';
+import type { HandoffProfile } from './measure/handoff-profile.js';
+import { PHASES, type HandoffResult } from './measure/handoff.js';
+import type { FloorResult } from './measure/fd-floor.js';
+import type { LiverollOutcome } from './measure/liveroll.js';
+import type { ImportResult } from './measure/import-time.js';
+import type { ProxySummary } from './measure/liveroll-proxy.js';
+import type { MemoryOutcome } from './measure/memory.js';
+import { fmt, table, type Summary } from './support/stats.js';
+import type { ClientOutcome, VariantOutcome } from './measure/upgrades.js';
 
 /** Section 1's figures for one listener count. */
 export interface HandoffSize {

@@ -9,36 +9,42 @@
  * --profile add CPU profiles of cold newcomers to the handoff section (node --cpu-prof)
  * --only    run only these sections
  *
- * Sections:
+ * Sections (the measuring code is in bench/measure/, the programs it spawns in bench/programs/,
+ * the shared process and statistics helpers in bench/support/):
  *   handoff   handoff time in the newcomer with 1, 100 and 500 listeners next to the addon's raw
- *             fd round trip (bench/handoff.ts, bench/fd-floor.ts), and where the time goes
+ *             fd round trip (handoff.ts, fd-floor.ts), and where the time goes
  *   upgrades  consecutive upgrades of the example server under load, next to a naive server
- *             (bench/upgrades.ts)
+ *             (upgrades.ts)
  *   liveroll  proxy vs direct throughput and p99; failed requests across rolling updates and a
- *             takeover (bench/liveroll-proxy.ts, bench/liveroll.ts)
+ *             takeover (liveroll-proxy.ts, liveroll.ts)
  *   fronts    with wrk: direct, nginx, liveroll proxy mode and direct mode side by side, and
- *             1 GiB transfers each way through them and a plain Node pipe (bench/http-front.ts)
- *   memory    RSS of idle processes (bench/memory.ts)
+ *             1 GiB transfers each way through them and a plain Node pipe (http-front.ts)
+ *   memory    RSS of idle processes (memory.ts)
  *   soak      liveroll through many forced rolls under load, an owner through many failed
- *             handoffs: RSS, heap, descriptors and handles over time (bench/soak.ts)
+ *             handoffs: RSS, heap, descriptors and handles over time (soak.ts)
  */
 import { parseArgs } from 'node:util';
-import { measureFdFloor, type FloorPlan } from './fd-floor.js';
-import { profileHandoff, type HandoffProfile } from './handoff-profile.js';
+import { measureFdFloor, type FloorPlan } from './measure/fd-floor.js';
+import { profileHandoff, type HandoffProfile } from './measure/handoff-profile.js';
 import {
   TARGET_MS,
   measureHandoff,
   measureHandoffsAlternated,
   type HandoffPlan,
-} from './handoff.js';
-import { measureLiveroll, type LiverollPlan } from './liveroll.js';
-import { DEFAULT_PATHS, measureProxy, summarizeProxy, type ProxyPlan } from './liveroll-proxy.js';
-import { describeMachine, machineLine } from './machine.js';
-import { measureImport, type ImportResult } from './import-time.js';
-import { buildLazyCopy } from './lazy-build.js';
-import { removeTempDir, tempDir } from './processes.js';
-import { frontReport, measureFronts, type FrontPlan } from './http-front.js';
-import { measureMemory, type MemoryPlan } from './memory.js';
+} from './measure/handoff.js';
+import { measureLiveroll, type LiverollPlan } from './measure/liveroll.js';
+import {
+  DEFAULT_PATHS,
+  measureProxy,
+  summarizeProxy,
+  type ProxyPlan,
+} from './measure/liveroll-proxy.js';
+import { describeMachine, machineLine } from './support/machine.js';
+import { measureImport, type ImportResult } from './measure/import-time.js';
+import { buildLazyCopy } from './support/lazy-build.js';
+import { removeTempDir, tempDir } from './support/processes.js';
+import { frontReport, measureFronts, type FrontPlan } from './measure/http-front.js';
+import { measureMemory, type MemoryPlan } from './measure/memory.js';
 import {
   handoffReport,
   liverollReport,
@@ -46,8 +52,8 @@ import {
   upgradesReport,
   type HandoffSize,
 } from './report.js';
-import { measureUpgrades, type UpgradesPlan } from './upgrades.js';
-import { measureSoak, soakReport, type SoakPlan } from './soak.js';
+import { measureUpgrades, type UpgradesPlan } from './measure/upgrades.js';
+import { measureSoak, soakReport, type SoakPlan } from './measure/soak.js';
 
 const SECTIONS = ['handoff', 'upgrades', 'liveroll', 'fronts', 'memory', 'soak'] as const;
 type Section = (typeof SECTIONS)[number];
@@ -114,7 +120,7 @@ const USAGE = `usage: node dist/bench/run.js [--quick] [--json] [--profile] [--o
   --only     a comma-separated list of sections: ${SECTIONS.join(', ')}
   --go-peer PROGRAM
              also time Go tableroll's handoffs, side by side: PROGRAM is a Go tableroll
-             process with bench/handoff-process.ts's flags and output (docs/benchmarks.md);
+             process with bench/programs/handoff-process.ts's flags and output (docs/benchmarks.md);
              TABLEROLL_GO_PEER works too
   --help     this text`;
 

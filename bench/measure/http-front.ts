@@ -1,0 +1,435 @@
+/**
+ * Benchmark: what a user would put in front of a Node app, side by side in one run, with `wrk`
+ * as the load generator (a generator written in Node takes the CPU the fronts need).
+ *
+ * Fronts, each in front of the same fixture app (dist/test/fixtures/liveroll-app.js):
+ *   direct            wrk straight to the app's port: the ceiling
+ *   nginx             nginx, one worker, upstream keep-alive (skipped with the reason when absent)
+ *   liveroll proxy    liveroll --mode proxy, its default
+ *   liveroll direct   liveroll --mode direct: the app accepts on the public socket itself
+ *
+ * Rounds alternate the fronts, so a noisy spell on the machine falls on all alike; medians of
+ * requests/s and of wrk's p99 are reported, with each front's ratio to direct and to nginx.
+ *
+ * Bulk transfers: a 1 GiB download and a 1 GiB upload with curl, straight to the app, through
+ * nginx, through a plain Node pipe (bench/tcp-relay.ts, copying bytes) and through liveroll's
+ * proxy; MB/s medians.
+ *
+ *   node dist/bench/measure/http-front.js [--rounds 3] [--seconds 3] [--connections 32]
+ *     [--path /] [--bulk-rounds 2] [--bulk-bytes 1073741824] [--no-bulk]
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { hasCommand } from '../../scripts/node-lines.js';
+import { cpuUs, startLiveroll, stopLiveroll } from './liveroll-proxy.js';
+import { ROOT, removeTempDir, startNode, stopProcess, tempDir } from '../support/processes.js';
+import { median, table } from '../support/stats.js';
+
+const RELAY = path.join(ROOT, 'dist/bench/programs/tcp-relay.js');
+
+/** How much load, for how long. */
+export interface FrontPlan {
+  rounds: number;
+  seconds: number;
+  connections: number;
+  path: string;
+  bulkRounds: number;
+  bulkBytes: number;
+}
+
+export const FRONT_NAMES = ['direct', 'nginx', 'liveroll proxy', 'liveroll direct'] as const;
+export type FrontName = (typeof FRONT_NAMES)[number];
+
+/** One wrk round. */
+export interface WrkResult {
+  rps: number;
+  p99Ms: number;
+  errors: number;
+  requests: number;
+  /** CPU time (user + system) per request of the front's own processes and of the app, us. */
+  frontCpuUs?: number;
+  appCpuUs?: number;
+}
+
+/** Medians of one front's rounds. */
+export interface FrontSummary {
+  front: FrontName;
+  rps: number;
+  p99Ms: number;
+  errors: number;
+  /** Medians of CPU per request: the front (nginx's worker, liveroll) and the app. */
+  frontCpuUs: number;
+  appCpuUs: number;
+  toDirect: number;
+  toNginx: number;
+}
+
+/** Medians of one bulk route, MB/s (10^6 bytes per second). */
+export interface BulkSummary {
+  route: string;
+  downloadMBps: number;
+  uploadMBps: number;
+}
+
+export interface FrontOutcome {
+  skipped?: string;
+  nginxSkipped?: string;
+  plan: FrontPlan;
+  fronts: FrontSummary[];
+  bulk: BulkSummary[];
+}
+
+/** A free port on 127.0.0.1 (bound, then closed: for nginx, which takes a port number). */
+async function freePort(): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** wrk's latency line value ("1.23ms", "850.00us", "1.02s") in ms. */
+function toMs(text: string): number {
+  const match = /^([\d.]+)(us|ms|s)$/.exec(text);
+  if (!match) return NaN;
+  const value = Number(match[1]);
+  return match[2] === 'us' ? value / 1000 : match[2] === 's' ? value * 1000 : value;
+}
+
+/** One wrk run against `port`. */
+export function runWrk(plan: FrontPlan, port: number, seconds = plan.seconds): WrkResult {
+  const out = execFileSync(
+    'wrk',
+    [
+      '-t1',
+      `-c${plan.connections}`,
+      `-d${seconds}s`,
+      '--latency',
+      `http://127.0.0.1:${port}${plan.path}`,
+    ],
+    { encoding: 'utf8', timeout: (seconds + 30) * 1000 },
+  );
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
+  const p99 = toMs(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? '');
+  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(
+    out,
+  );
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+  const errors =
+    non2xx + (socketErrors ? socketErrors.slice(1).reduce((n, v) => n + Number(v), 0) : 0);
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
+  return { rps, p99Ms: p99, errors, requests };
+}
+
+/** A wrk round that also charges the CPU of the front's and the app's processes per request. */
+function measuredRound(plan: FrontPlan, target: Target): WrkResult {
+  const front = cpuUs(...target.frontPids);
+  const app = cpuUs(...target.appPids);
+  const result = runWrk(plan, target.port);
+  result.frontCpuUs = (cpuUs(...target.frontPids) - front) / result.requests;
+  result.appCpuUs = (cpuUs(...target.appPids) - app) / result.requests;
+  return result;
+}
+
+/** Where one front listens, and which processes do its work and the app's. */
+interface Target {
+  name: FrontName;
+  port: number;
+  frontPids: number[];
+  appPids: number[];
+}
+
+/** Pids of the children of `pid` (nginx's workers). */
+function childrenOf(pid: number): number[] {
+  try {
+    return fs
+      .readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter((p) => p !== '')
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** nginx with one worker in front of `upstreamPort`; resolves with its port. */
+async function startNginx(
+  dir: string,
+  upstreamPort: number,
+): Promise<{ proc: ChildProcess; port: number }> {
+  const port = await freePort();
+  const temp = path.join(dir, 'nginx-temp');
+  fs.mkdirSync(temp, { mode: 0o777, recursive: true });
+  fs.chmodSync(dir, 0o755);
+  fs.chmodSync(temp, 0o777);
+  const config = path.join(dir, 'nginx.conf');
+  fs.writeFileSync(
+    config,
+    `worker_processes 1;
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${temp}/body;
+  proxy_temp_path ${temp}/proxy;
+  fastcgi_temp_path ${temp}/fastcgi;
+  uwsgi_temp_path ${temp}/uwsgi;
+  scgi_temp_path ${temp}/scgi;
+  upstream app { server 127.0.0.1:${upstreamPort}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${port};
+    client_max_body_size 0;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_request_buffering off;
+      proxy_max_temp_file_size 0;
+    }
+  }
+}
+`,
+  );
+  const proc = spawn('nginx', ['-c', config, '-e', `${dir}/nginx-error.log`], {
+    stdio: 'ignore',
+  });
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const up = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (up) return { proc, port };
+    if (Date.now() > deadline || proc.exitCode !== null) {
+      throw new Error(`nginx did not start: ${fs.readFileSync(`${dir}/nginx-error.log`, 'utf8')}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** One curl transfer; MB/s. */
+function curlMBps(args: string[], metric: 'speed_download' | 'speed_upload'): number {
+  const out = execFileSync(
+    'curl',
+    ['-sS', '-o', '/dev/null', '-w', `%{${metric}} %{http_code}`, ...args],
+    { encoding: 'utf8', timeout: 600_000 },
+  );
+  const [speed, status] = out.trim().split(' ');
+  if (status !== '200') throw new Error(`curl got HTTP ${status}`);
+  return Number(speed) / 1e6;
+}
+
+/** Bulk routes: the app, nginx, the plain Node pipe, liveroll's proxy. */
+async function measureBulk(
+  plan: FrontPlan,
+  routes: [string, number][],
+  uploadFile: string,
+): Promise<BulkSummary[]> {
+  const down: number[][] = routes.map(() => []);
+  const up: number[][] = routes.map(() => []);
+  for (let round = 0; round < plan.bulkRounds; round++) {
+    for (const [i, [, port]] of routes.entries()) {
+      down[i]!.push(
+        curlMBps([`http://127.0.0.1:${port}/big?bytes=${plan.bulkBytes}`], 'speed_download'),
+      );
+      up[i]!.push(
+        curlMBps(
+          ['-T', uploadFile, '-H', 'Expect:', `http://127.0.0.1:${port}/count/upload`],
+          'speed_upload',
+        ),
+      );
+    }
+  }
+  return routes.map(([route], i) => ({
+    route,
+    downloadMBps: median(down[i]!),
+    uploadMBps: median(up[i]!),
+  }));
+}
+
+/** Runs the whole comparison; everything it starts is stopped at the end. */
+export async function measureFronts(plan: FrontPlan): Promise<FrontOutcome> {
+  const outcome: FrontOutcome = { plan, fronts: [], bulk: [] };
+  for (const needed of ['wrk', 'curl']) {
+    if (!hasCommand(needed)) {
+      outcome.skipped = `${needed} is not installed (Debian package ${needed})`;
+      return outcome;
+    }
+  }
+  if (!hasCommand('nginx')) outcome.nginxSkipped = 'nginx is not installed (Debian package nginx)';
+  const dir = tempDir('tr-front-');
+  const running: ChildProcess[] = [];
+  try {
+    const proxied = await startLiveroll(dir, 'proxy');
+    running.push(proxied.proc);
+    const direct = await startLiveroll(dir, 'direct');
+    running.push(direct.proc);
+    let nginx: { proc: ChildProcess; port: number } | undefined;
+    if (outcome.nginxSkipped === undefined) {
+      nginx = await startNginx(dir, proxied.childPort);
+      running.push(nginx.proc);
+    }
+    const app = [proxied.childPid];
+    const targets: Target[] = [
+      { name: 'direct', port: proxied.childPort, frontPids: [], appPids: app },
+      ...(nginx === undefined
+        ? []
+        : [
+            {
+              name: 'nginx' as const,
+              port: nginx.port,
+              frontPids: childrenOf(nginx.proc.pid!),
+              appPids: app,
+            },
+          ]),
+      {
+        name: 'liveroll proxy',
+        port: proxied.publicPort,
+        frontPids: [proxied.proc.pid!],
+        appPids: app,
+      },
+      {
+        name: 'liveroll direct',
+        port: direct.publicPort,
+        frontPids: [direct.proc.pid!],
+        appPids: [direct.childPid],
+      },
+    ];
+    const rounds = new Map<FrontName, WrkResult[]>(FRONT_NAMES.map((n) => [n, []]));
+    for (const target of targets) runWrk(plan, target.port, 1); // warm-up
+    for (let round = 0; round < plan.rounds; round++) {
+      const order = round % 2 === 0 ? targets : [...targets].reverse();
+      for (const target of order) rounds.get(target.name)!.push(measuredRound(plan, target));
+    }
+    const med = (name: FrontName, key: 'rps' | 'p99Ms' | 'frontCpuUs' | 'appCpuUs'): number =>
+      median(rounds.get(name)!.map((r) => r[key] ?? NaN));
+    for (const { name } of targets) {
+      outcome.fronts.push({
+        front: name,
+        rps: med(name, 'rps'),
+        p99Ms: med(name, 'p99Ms'),
+        errors: rounds.get(name)!.reduce((n, r) => n + r.errors, 0),
+        frontCpuUs: med(name, 'frontCpuUs'),
+        appCpuUs: med(name, 'appCpuUs'),
+        toDirect: med(name, 'rps') / med('direct', 'rps'),
+        toNginx: nginx === undefined ? NaN : med(name, 'rps') / med('nginx', 'rps'),
+      });
+    }
+    const nginxPort = nginx?.port;
+    if (plan.bulkRounds > 0) {
+      const relay = startNode(RELAY, [String(proxied.childPort)]);
+      try {
+        const { port: relayPort } = (await relay.line('listening', 10_000)) as { port: number };
+        const uploadFile = path.join(dir, 'upload.bin');
+        fs.writeFileSync(uploadFile, '');
+        fs.truncateSync(uploadFile, plan.bulkBytes);
+        const routes: [string, number][] = [
+          ['direct', proxied.childPort],
+          ...(nginxPort === undefined ? [] : [['nginx', nginxPort] as [string, number]]),
+          ['plain Node pipe', relayPort],
+          ['liveroll proxy', proxied.publicPort],
+        ];
+        outcome.bulk = await measureBulk(plan, routes, uploadFile);
+      } finally {
+        await stopProcess(relay);
+      }
+    }
+    return outcome;
+  } finally {
+    for (const proc of running) {
+      if (proc.spawnargs[0] === 'nginx') proc.kill('SIGQUIT');
+      else await stopLiveroll(proc);
+    }
+    removeTempDir(dir);
+  }
+}
+
+/** The printed tables. */
+export function frontReport(outcome: FrontOutcome): string {
+  const { plan } = outcome;
+  if (outcome.skipped !== undefined) return `HTTP fronts: skipped: ${outcome.skipped}`;
+  const lines = [
+    `HTTP fronts (wrk -t1 -c${plan.connections}, ${plan.seconds} s rounds, ${plan.rounds} alternating rounds per front, GET ${plan.path}, medians)`,
+  ];
+  if (outcome.nginxSkipped !== undefined) lines.push(`nginx: skipped: ${outcome.nginxSkipped}`);
+  const ratio = (v: number): string => (Number.isNaN(v) ? '-' : `${v.toFixed(2)}x`);
+  lines.push(
+    table(
+      [
+        'front',
+        'req/s',
+        'of direct',
+        'of nginx',
+        'p99 ms',
+        'p99 / nginx',
+        'errors',
+        'front CPU/req',
+        'app CPU/req',
+      ],
+      outcome.fronts.map((f) => {
+        const nginx = outcome.fronts.find((x) => x.front === 'nginx');
+        return [
+          f.front,
+          f.rps.toFixed(0),
+          ratio(f.toDirect),
+          ratio(f.toNginx),
+          f.p99Ms.toFixed(2),
+          nginx ? ratio(f.p99Ms / nginx.p99Ms) : '-',
+          String(f.errors),
+          f.front === 'direct' ? '-' : `${f.frontCpuUs.toFixed(1)} us`,
+          `${f.appCpuUs.toFixed(1)} us`,
+        ];
+      }),
+    ),
+  );
+  if (outcome.bulk.length > 0) {
+    const gib = (plan.bulkBytes / 2 ** 30).toFixed(2);
+    lines.push(
+      '',
+      `Bulk transfers with curl, ${gib} GiB each way, ${plan.bulkRounds} rounds (medians, MB/s)`,
+    );
+    lines.push(
+      table(
+        ['route', 'download', 'upload'],
+        outcome.bulk.map((b) => [b.route, b.downloadMBps.toFixed(0), b.uploadMBps.toFixed(0)]),
+      ),
+    );
+  }
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      rounds: { type: 'string', default: '3' },
+      seconds: { type: 'string', default: '3' },
+      connections: { type: 'string', default: '32' },
+      path: { type: 'string', default: '/' },
+      'bulk-rounds': { type: 'string', default: '2' },
+      'bulk-bytes': { type: 'string', default: String(2 ** 30) },
+      'no-bulk': { type: 'boolean', default: false },
+    },
+  });
+  const plan: FrontPlan = {
+    rounds: Number(values.rounds),
+    seconds: Number(values.seconds),
+    connections: Number(values.connections),
+    path: values.path,
+    bulkRounds: values['no-bulk'] ? 0 : Number(values['bulk-rounds']),
+    bulkBytes: Number(values['bulk-bytes']),
+  };
+  console.log(frontReport(await measureFronts(plan)));
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

@@ -1,0 +1,223 @@
+/**
+ * `npm run bench` runs end to end: a --quick --json run prints one JSON document with every
+ * section and a number in every figure. Performance targets are not asserted: machines are
+ * noisy, and the benchmark's job is to report them.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { test } from 'node:test';
+import { promisify } from 'node:util';
+import { ROOT } from '../support/helpers.js';
+import { ensureDebianPackages } from '../../scripts/node-lines.js';
+
+const RUN = path.join(ROOT, 'dist/bench/run.js');
+
+type Json = Record<string, unknown>;
+
+/** Asserts that `value[key]` is a finite number, naming the figure when it is not. */
+function number(value: unknown, key: string, where: string): number {
+  const figure = (value as Json | undefined)?.[key];
+  assert.equal(typeof figure, 'number', `${where}.${key} is a number (got ${String(figure)})`);
+  assert.ok(Number.isFinite(figure), `${where}.${key} is finite`);
+  return figure as number;
+}
+
+function summary(value: unknown, where: string): void {
+  for (const key of ['n', 'median', 'p95', 'min', 'max']) number(value, key, where);
+}
+
+function checkHandoff(section: Json): void {
+  const sizes = section.sizes as Json[];
+  assert.deepEqual(
+    sizes.map((s) => s.listeners),
+    [1, 100, 500],
+  );
+  for (const size of sizes) {
+    const where = `handoff[${String(size.listeners)}]`;
+    number(size, 'targetMs', where);
+    // Go is measured only with --go-peer; Node 22+ adds a compile-cache row.
+    assert.equal(size.go, undefined);
+    if (Number(process.versions.node.split('.')[0]) >= 22) {
+      summary((size.compileCache as Json).handoff, `${where}.compileCache.handoff`);
+    }
+    for (const run of [
+      'handoff',
+      'steps',
+      'prewarmed',
+      'eagerCompile',
+      'lazyBuild',
+      'compileHints',
+    ] as const) {
+      const result = size[run] as Json;
+      for (const part of ['handoff', 'create', 'listen', 'ready']) {
+        summary(result[part], `${where}.${run}.${part}`);
+      }
+    }
+    const phases = (size.steps as Json).phases as Json;
+    assert.ok(Object.keys(phases).length > 0, `${where} has phases`);
+    for (const [name, phase] of Object.entries(phases)) summary(phase, `${where}.phases.${name}`);
+    summary((size.floor as Json).cold, `${where}.floor.cold`);
+    summary((size.floor as Json).warm, `${where}.floor.warm`);
+  }
+  summary((sizes[2]!.pregrown as Json).handoff, 'handoff[500].pregrown');
+  for (const build of ['published', 'plainTsc']) {
+    const result = (section.importTime as Json)[build] as Json;
+    summary(result.importMs, `importTime.${build}.importMs`);
+    summary(result.heapMiB, `importTime.${build}.heapMiB`);
+  }
+  summary((sizes[2]!.floor as Json).coldPregrown, 'handoff[500].floor.coldPregrown');
+}
+
+function checkUpgrades(section: Json): void {
+  const variants = section.variants as Json[];
+  assert.deepEqual(
+    variants.map((v) => v.variant),
+    ['drain', 'naive'],
+  );
+  for (const variant of variants) {
+    const where = `upgrades.${String(variant.variant)}`;
+    number(variant, 'upgrades', where);
+    number(variant, 'uncleanExits', where);
+    summary(variant.handoffMs, `${where}.handoffMs`);
+    for (const clients of ['keepAlive', 'fresh', 'all']) {
+      const outcome = variant[clients] as Json;
+      const at = `${where}.${clients}`;
+      assert.ok(number(outcome, 'served', at) > 0, `${at} served requests`);
+      for (const key of ['failed', 'econnreset', 'socketHangUp', 'medianSlot']) {
+        number(outcome, key, at);
+      }
+      number(outcome.dip, 'median', `${at}.dip`);
+      number(outcome.dip, 'worst', `${at}.dip`);
+    }
+  }
+}
+
+function checkLiveroll(section: Json): void {
+  const proxy = section.proxy as Json[];
+  assert.ok(
+    proxy.some((p) => p.path === '/'),
+    'a hello-world workload',
+  );
+  assert.ok(
+    proxy.some((p) => String(p.path).startsWith('/work')),
+    'a workload doing work',
+  );
+  for (const row of proxy) {
+    const where = `liveroll.proxy[${String(row.path)}]`;
+    for (const key of [
+      'directRps',
+      'proxiedRps',
+      'ratio',
+      'directP99Ms',
+      'proxiedP99Ms',
+      'errors',
+    ]) {
+      number(row, key, where);
+    }
+  }
+  const hello = proxy.find((p) => p.path === '/')!;
+  assert.ok(number(hello, 'relayedRps', 'liveroll.proxy[/]') > 0, 'the relay served requests');
+  number(hello, 'relayRatio', 'liveroll.proxy[/]');
+  number(section, 'updates', 'liveroll');
+  number(section, 'takeoverMs', 'liveroll');
+  summary(section.updateMs, 'liveroll.updateMs');
+  for (const phase of ['rolling', 'takeover']) {
+    assert.ok(number(section[phase], 'served', `liveroll.${phase}`) > 0);
+    number(section[phase], 'failed', `liveroll.${phase}`);
+  }
+}
+
+function checkMemory(section: Json): void {
+  for (const key of [
+    'bareNodeMiB',
+    'upgrader1MiB',
+    'upgrader500MiB',
+    'liverollMiB',
+    'liverollTreeMiB',
+    'liverollTwoChildrenTreeMiB',
+  ]) {
+    assert.ok(number(section, key, 'memory') > 0, `memory.${key} is positive`);
+  }
+}
+
+function checkSoak(section: Json): void {
+  for (const [name, samples] of [
+    ['liveroll', (section.liveroll as Json).samples],
+    ['owner', (section.owner as Json).samples],
+  ] as const) {
+    const rows = samples as Json[];
+    assert.ok(rows.length >= 2, `${name} was sampled at least twice`);
+    for (const [i, row] of rows.entries()) {
+      for (const key of ['after', 'rssMiB', 'heapUsedMiB', 'heapTotalMiB', 'fds', 'handles']) {
+        assert.ok(number(row, key, `soak.${name}[${i}]`) > 0);
+      }
+    }
+  }
+  assert.ok(number(section.liveroll, 'served', 'soak.liveroll') > 0);
+  number(section.liveroll, 'failed', 'soak.liveroll');
+}
+
+/** The fronts section: wrk, nginx and liveroll in both modes, and the bulk transfers. */
+function checkFronts(section: Json): void {
+  assert.equal(section.skipped, undefined, `the fronts section ran: ${String(section.skipped)}`);
+  const fronts = section.fronts as Json[];
+  assert.deepEqual(
+    fronts.map((f) => f.front),
+    ['direct', 'nginx', 'liveroll proxy', 'liveroll direct'],
+  );
+  for (const front of fronts) {
+    assert.ok(number(front, 'rps', `fronts.${String(front.front)}`) > 0);
+    assert.equal(front.errors, 0, `${String(front.front)}: no failed request`);
+  }
+  const bulk = section.bulk as Json[];
+  assert.deepEqual(
+    bulk.map((b) => b.route),
+    ['direct', 'nginx', 'plain Node pipe', 'liveroll proxy'],
+  );
+  for (const route of bulk) {
+    assert.ok(number(route, 'downloadMBps', `bulk.${String(route.route)}`) > 0);
+    assert.ok(number(route, 'uploadMBps', `bulk.${String(route.route)}`) > 0);
+  }
+}
+
+test(
+  'npm run bench -- --quick --json reports every section with numbers',
+  { timeout: 300_000 },
+  async () => {
+    // The fronts section's tools, from Debian, as a user following docs/benchmarks.md has them.
+    const why = ensureDebianPackages(['wrk', 'nginx', 'curl']);
+    assert.equal(why, null, `wrk, nginx and curl are needed: ${String(why)}`);
+    const { stdout } = await promisify(execFile)(process.execPath, [RUN, '--quick', '--json'], {
+      cwd: ROOT,
+      timeout: 280_000,
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    const report = JSON.parse(stdout) as Json;
+    assert.equal(report.quick, true);
+    assert.match(String(report.note), /this run/);
+    const machine = report.machine as Json;
+    assert.equal(typeof machine.cpu, 'string');
+    number(machine, 'cores', 'machine');
+    number(report, 'durationS', 'report');
+    checkHandoff(report.handoff as Json);
+    checkUpgrades(report.upgrades as Json);
+    checkLiveroll(report.liveroll as Json);
+    checkFronts(report.fronts as Json);
+    checkMemory(report.memory as Json);
+    checkSoak(report.soak as Json);
+  },
+);
+
+test('the bench answers --help, and a bad flag with its usage and exit status 2', async () => {
+  const run = promisify(execFile);
+  const help = await run(process.execPath, [RUN, '--help'], { cwd: ROOT });
+  assert.match(help.stdout, /^usage: node dist\/bench\/run\.js/);
+  assert.match(help.stdout, /--only .*soak/);
+  await assert.rejects(run(process.execPath, [RUN, '--bogus'], { cwd: ROOT }), (err: unknown) => {
+    const failed = err as { code?: number; stderr?: string };
+    assert.equal(failed.code, 2);
+    assert.match(failed.stderr ?? '', /Unknown option '--bogus'[\s\S]*usage:/);
+    return true;
+  });
+});
