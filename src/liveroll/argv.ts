@@ -1,23 +1,12 @@
 /**
- * Parsing argv into LiverollOptions, by the flag table in flags.ts. Parsing never starts
- * anything; every mistake is a LiverollError with a stable code, so the CLI can refuse bad input
- * before a child or a listener exists.
+ * Parsing argv into LiverollOptions, and the `--help` text, both from the flag table in
+ * options.ts. Parsing never starts anything; every mistake is a LiverollError with a stable
+ * code, so the CLI can refuse bad input before a child or a listener exists.
  */
 import { LiverollError, LiverollErrorCodes } from './errors.js';
-import { parseDuration } from './duration.js';
-import { flags } from './flags.js';
-import {
-  defaultOptions,
-  logLevels,
-  modes,
-  type LiverollOptions,
-  type Mode,
-  type LogFormat,
-  type LogLevel,
-} from './options.js';
+import { formatDuration, parseDuration } from './duration.js';
+import { flags, logLevels, modes, type Flag, type LiverollOptions } from './options.js';
 import { defaultCoordinationDir, defaultInstanceId, type SystemdEnvironment } from './systemd.js';
-
-export { helpText } from './flags.js';
 
 /** What the command line asks for. */
 export type ParsedCommandLine =
@@ -34,6 +23,10 @@ function usage(message: string): LiverollError {
   return new LiverollError(LiverollErrorCodes.USAGE, message);
 }
 
+function invalidOption(message: string): LiverollError {
+  return new LiverollError(LiverollErrorCodes.INVALID_OPTION, message);
+}
+
 /** Splits argv into flag name -> raw value; later occurrences of a flag win. */
 function readFlags(argv: readonly string[]): Map<string, string> {
   const values = new Map<string, string>();
@@ -47,11 +40,11 @@ function readFlags(argv: readonly string[]): Map<string, string> {
       throw usage(`unexpected argument ${JSON.stringify(arg)}`);
     const eq = arg.indexOf('=');
     const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
-    const spec = flags[name];
-    if (spec === undefined) throw usage(`unknown flag --${name}`);
+    const flag = flags[name];
+    if (flag === undefined) throw usage(`unknown flag --${name}`);
     if (eq !== -1) {
       values.set(name, arg.slice(eq + 1));
-    } else if (spec.kind === 'bool') {
+    } else if (flag.kind === 'bool') {
       values.set(name, 'true');
     } else {
       const next = argv[i + 1];
@@ -63,89 +56,49 @@ function readFlags(argv: readonly string[]): Map<string, string> {
   return values;
 }
 
-function toPort(name: string, raw: string): number {
-  if (!/^\d{1,5}$/.test(raw) || Number(raw) > 65535) {
-    throw new LiverollError(
-      LiverollErrorCodes.INVALID_PORT,
-      `--${name}: ${JSON.stringify(raw)} is not a port (an integer from 0 to 65535)`,
-    );
+function oneOf<T extends string>(name: string, allowed: readonly T[], raw: string): T {
+  const found = allowed.find((value) => value === raw);
+  if (found === undefined) {
+    const expected = allowed.length === 2 ? allowed.join(' or ') : `one of ${allowed.join(', ')}`;
+    throw invalidOption(`--${name}: expected ${expected}, got ${raw}`);
   }
-  return Number(raw);
+  return found;
 }
 
-function toBool(name: string, raw: string): boolean {
-  if (raw === 'true' || raw === '1') return true;
-  if (raw === 'false' || raw === '0') return false;
-  throw usage(`--${name}: expected true or false, got ${JSON.stringify(raw)}`);
-}
-
-function toDuration(name: string, raw: string): number {
-  try {
-    return parseDuration(raw);
-  } catch (err) {
-    if (err instanceof LiverollError) {
-      throw new LiverollError(err.code, `--${name}: ${err.message}`);
-    }
-    throw err;
+/** The value of flag `name` from its text, by the flag's kind. */
+function readValue(name: string, flag: Flag, raw: string): string | number | boolean {
+  switch (flag.kind) {
+    case 'string':
+    case 'command':
+      return raw;
+    case 'duration':
+      try {
+        return parseDuration(raw);
+      } catch (err) {
+        if (err instanceof LiverollError) {
+          throw new LiverollError(err.code, `--${name}: ${err.message}`);
+        }
+        throw err;
+      }
+    case 'port':
+      if (!/^\d{1,5}$/.test(raw) || Number(raw) > 65535) {
+        throw new LiverollError(
+          LiverollErrorCodes.INVALID_PORT,
+          `--${name}: ${JSON.stringify(raw)} is not a port (an integer from 0 to 65535)`,
+        );
+      }
+      return Number(raw);
+    case 'bool':
+      if (raw === 'true' || raw === '1') return true;
+      if (raw === 'false' || raw === '0') return false;
+      throw usage(`--${name}: expected true or false, got ${JSON.stringify(raw)}`);
+    case 'level':
+      return oneOf(name, logLevels, raw);
+    case 'mode':
+      return oneOf(name, modes, raw);
+    case 'format':
+      return oneOf(name, ['json', 'pretty'], raw);
   }
-}
-
-function invalidOption(message: string): LiverollError {
-  return new LiverollError(LiverollErrorCodes.INVALID_OPTION, message);
-}
-
-/** Typed accessors over the raw flag values, falling back to a default. */
-class FlagValues {
-  constructor(private readonly raw: Map<string, string>) {}
-
-  string(name: string, fallback: string): string {
-    return this.raw.get(name) ?? fallback;
-  }
-
-  duration(name: string, fallback: number): number {
-    const raw = this.raw.get(name);
-    return raw === undefined ? fallback : toDuration(name, raw);
-  }
-
-  port(name: string, fallback: number): number {
-    const raw = this.raw.get(name);
-    return raw === undefined ? fallback : toPort(name, raw);
-  }
-
-  bool(name: string): boolean {
-    const raw = this.raw.get(name);
-    return raw === undefined ? false : toBool(name, raw);
-  }
-
-  level(): LogLevel {
-    const raw = this.raw.get('log-level') ?? defaultOptions.logLevel;
-    const level = logLevels.find((l) => l === raw);
-    if (level === undefined) {
-      throw invalidOption(`--log-level: expected one of ${logLevels.join(', ')}, got ${raw}`);
-    }
-    return level;
-  }
-
-  mode(): Mode {
-    const raw = this.raw.get('mode') ?? defaultOptions.mode;
-    const mode = modes.find((m) => m === raw);
-    if (mode === undefined) throw invalidOption(`--mode: expected proxy or direct, got ${raw}`);
-    return mode;
-  }
-
-  format(isTTY: boolean): LogFormat {
-    const raw = this.raw.get('log-format');
-    if (raw === undefined) return isTTY ? 'pretty' : 'json';
-    if (raw === 'json' || raw === 'pretty') return raw;
-    throw invalidOption(`--log-format: expected json or pretty, got ${raw}`);
-  }
-}
-
-function requireCommand(name: string, value: string): string {
-  if (value.trim() === '') {
-    throw new LiverollError(LiverollErrorCodes.MISSING_COMMAND, `--${name} is required`);
-  }
-  return value;
 }
 
 /** Rules between options that single flags cannot express. */
@@ -184,37 +137,43 @@ function checkConsistency(o: LiverollOptions): void {
   if (o.coordinationDir === '') throw invalidOption('--coordination-dir must not be empty');
 }
 
-function buildOptions(v: FlagValues, context: ParseContext): LiverollOptions {
-  const d = defaultOptions;
-  const port = v.port('port', d.port);
-  const options: LiverollOptions = {
-    mode: v.mode(),
-    pull: v.string('pull', d.pull),
-    id: requireCommand('id', v.string('id', '')),
-    exec: requireCommand('exec', v.string('exec', '')),
-    intervalMs: v.duration('interval', d.intervalMs),
-    healthPath: v.string('healthcheck', d.healthPath),
-    healthTimeoutMs: v.duration('health-timeout', d.healthTimeoutMs),
-    healthProbeTimeoutMs: v.duration('health-probe-timeout', d.healthProbeTimeoutMs),
-    healthIntervalMs: v.duration('health-interval', d.healthIntervalMs),
-    host: v.string('host', d.host),
-    port,
-    childPorts: [v.port('child-port1', d.childPorts[0]), v.port('child-port2', d.childPorts[1])],
-    commandTimeoutMs: v.duration('command-timeout', d.commandTimeoutMs),
-    drainTimeoutMs: v.duration('drain-timeout', d.drainTimeoutMs),
-    stopTimeoutMs: v.duration('stop-timeout', d.stopTimeoutMs),
-    restartBackoffMs: v.duration('restart-backoff', d.restartBackoffMs),
-    restartBackoffMaxMs: v.duration('restart-backoff-max', d.restartBackoffMaxMs),
-    restartResetMs: v.duration('restart-reset', d.restartResetMs),
-    proxyTimeoutMs: v.duration('proxy-timeout', d.proxyTimeoutMs),
-    proxyIdleTimeoutMs: v.duration('proxy-idle-timeout', d.proxyIdleTimeoutMs),
-    trustForwardHeaders: v.bool('trust-forward-headers'),
-    coordinationDir: v.string('coordination-dir', defaultCoordinationDir(port, context.env)),
-    instanceId: v.string('instance-id', defaultInstanceId(context.env)),
-    upgradeTimeoutMs: v.duration('upgrade-timeout', d.upgradeTimeoutMs),
-    logLevel: v.level(),
-    logFormat: v.format(context.isTTY),
-  };
+/** The defaults the environment sets: they depend on the port, systemd and the terminal. */
+function computedDefault(option: keyof LiverollOptions, port: number, context: ParseContext) {
+  switch (option) {
+    case 'coordinationDir':
+      return defaultCoordinationDir(port, context.env);
+    case 'instanceId':
+      return defaultInstanceId(context.env);
+    case 'logFormat':
+      return context.isTTY ? 'pretty' : 'json';
+    default:
+      return undefined;
+  }
+}
+
+function buildOptions(raw: Map<string, string>, context: ParseContext): LiverollOptions {
+  const out: Record<string, unknown> = {};
+  const missing: [string, Flag][] = [];
+  for (const [name, flag] of Object.entries(flags)) {
+    if (flag.option === undefined) continue;
+    const text = raw.get(name);
+    const value = text === undefined ? flag.default : readValue(name, flag, text);
+    if (value === undefined) missing.push([name, flag]);
+    else if (flag.index === undefined) out[flag.option] = value;
+    else ((out[flag.option] ??= []) as unknown[])[flag.index] = value;
+  }
+  for (const [name, flag] of Object.entries(flags)) {
+    const value = out[flag.option!];
+    if (flag.kind === 'command' && (typeof value !== 'string' || value.trim() === '')) {
+      throw new LiverollError(LiverollErrorCodes.MISSING_COMMAND, `--${name} is required`);
+    }
+  }
+  for (const [, flag] of missing) {
+    if (flag.kind !== 'command') {
+      out[flag.option!] = computedDefault(flag.option!, out.port as number, context);
+    }
+  }
+  const options = out as unknown as LiverollOptions;
   checkConsistency(options);
   return options;
 }
@@ -225,8 +184,43 @@ export function parseCommandLine(
   context: ParseContext,
 ): ParsedCommandLine {
   const raw = readFlags(argv);
-  const values = new FlagValues(raw);
-  if (values.bool('help')) return { action: 'help' };
-  if (values.bool('version')) return { action: 'version' };
-  return { action: 'run', options: buildOptions(values, context) };
+  const asked = (name: string): boolean => {
+    const text = raw.get(name);
+    return text !== undefined && readValue(name, flags[name]!, text) === true;
+  };
+  if (asked('help')) return { action: 'help' };
+  if (asked('version')) return { action: 'version' };
+  return { action: 'run', options: buildOptions(raw, context) };
+}
+
+/** How --help shows a flag's default. */
+function shownDefault(flag: Flag): string | undefined {
+  if (flag.computed !== undefined) return flag.computed;
+  if (flag.default === undefined || flag.default === '' || flag.kind === 'bool') return undefined;
+  return flag.kind === 'duration' ? formatDuration(flag.default as number) : String(flag.default);
+}
+
+/** The text printed by `--help`. */
+export function helpText(): string {
+  const lines = [
+    'Usage: liveroll --id <command> --exec <command> [flags]',
+    '',
+    'Runs a child server behind a reverse proxy and replaces it with no downtime when the id',
+    'printed by --id changes (checked every --interval), on SIGHUP, or when the child crashes.',
+    'Flags take "--flag value" or "--flag=value"; durations use Go syntax (10s, 1m30s, 250ms).',
+    '',
+    'Flags:',
+  ];
+  for (const [name, flag] of Object.entries(flags)) {
+    const kind = flag.kind === 'string' || flag.kind === 'command' ? 'value' : flag.kind;
+    lines.push(`  --${name}${flag.kind === 'bool' ? '' : ` <${kind}>`}`);
+    const shown = shownDefault(flag);
+    lines.push(`        ${flag.help}${shown === undefined ? '' : ` (default: ${shown})`}`);
+  }
+  lines.push(
+    '',
+    'Signals: SIGHUP forces an update; SIGINT/SIGTERM drain and stop (a second one exits at once).',
+    'Exit status: 0 after a clean stop or a takeover, 1 on a runtime failure, 2 on bad usage.',
+  );
+  return lines.join('\n');
 }
