@@ -13,6 +13,8 @@
  * the shared process and statistics helpers in bench/support/):
  *   handoff   handoff time in the newcomer with 1, 100 and 500 listeners next to the addon's raw
  *             fd round trip (handoff.ts, fd-floor.ts), and where the time goes
+ *   cold      the addon's stand-ins for node:fs and setTimeout against Node's own, cold, in fresh
+ *             processes (cold-calls.ts)
  *   upgrades  consecutive upgrades of the example server under load, next to a naive server
  *             (upgrades.ts)
  *   liveroll  proxy vs direct throughput and p99; failed requests across rolling updates and a
@@ -45,6 +47,7 @@ import { buildLazyCopy } from './support/lazy-build.js';
 import { removeTempDir, tempDir } from './support/processes.js';
 import { frontReport, measureFronts, type FrontPlan } from './measure/http-front.js';
 import { measureMemory, type MemoryPlan } from './measure/memory.js';
+import { coldCallsReport, measureColdCalls, type ColdCallsPlan } from './measure/cold-calls.js';
 import {
   handoffReport,
   liverollReport,
@@ -55,7 +58,7 @@ import {
 import { measureUpgrades, type UpgradesPlan } from './measure/upgrades.js';
 import { measureSoak, soakReport, type SoakPlan } from './measure/soak.js';
 
-const SECTIONS = ['handoff', 'upgrades', 'liveroll', 'fronts', 'memory', 'soak'] as const;
+const SECTIONS = ['handoff', 'cold', 'upgrades', 'liveroll', 'fronts', 'memory', 'soak'] as const;
 type Section = (typeof SECTIONS)[number];
 
 /** Repetitions and durations of a run. */
@@ -70,6 +73,7 @@ interface Plan {
   profileHandoffs: number;
   /** Fresh processes importing tableroll, per build. */
   importRuns: number;
+  cold: ColdCallsPlan;
   upgrades: UpgradesPlan;
   proxy: ProxyPlan;
   fronts: FrontPlan;
@@ -88,6 +92,7 @@ const FULL: Plan = {
   diagnosticHandoffs: 10,
   profileHandoffs: 15,
   importRuns: 10,
+  cold: { runs: 21 },
   upgrades: { upgrades: 100, spacingMs: 400, keepAliveClients: 4, freshClients: 4 },
   proxy: { rounds: 3, seconds: 1, connections: 32, paths: DEFAULT_PATHS },
   fronts: { rounds: 3, seconds: 3, connections: 32, path: '/', bulkRounds: 2, bulkBytes: 2 ** 30 },
@@ -104,6 +109,7 @@ const QUICK: Plan = {
   diagnosticHandoffs: 3,
   profileHandoffs: 3,
   importRuns: 3,
+  cold: { runs: 3 },
   upgrades: { upgrades: 8, spacingMs: 300, keepAliveClients: 4, freshClients: 4 },
   proxy: { rounds: 1, seconds: 0.4, connections: 32, paths: ['/', '/work?us=250'] },
   fronts: { rounds: 1, seconds: 1, connections: 32, path: '/', bulkRounds: 1, bulkBytes: 2 ** 26 },
@@ -236,6 +242,13 @@ async function handoffSection(): Promise<{
   return { sizes, profiles, importTime };
 }
 
+async function coldSection(): Promise<object> {
+  say("measuring: the addon's stand-ins for Node's API, cold ...");
+  const outcome = await measureColdCalls(plan.cold);
+  say(coldCallsReport(outcome));
+  return { plan: plan.cold, ...outcome };
+}
+
 async function upgradesSection(): Promise<object> {
   say('measuring: upgrades under load ...');
   const variants = [
@@ -277,6 +290,7 @@ async function soakSection(): Promise<object> {
 
 const RUNNERS: Record<Section, () => Promise<object>> = {
   handoff: handoffSection,
+  cold: coldSection,
   upgrades: upgradesSection,
   liveroll: liverollSection,
   fronts: frontsSection,
