@@ -69,6 +69,22 @@ function checkHandoff(section: Json): void {
   summary((sizes[2]!.floor as Json).coldPregrown, 'handoff[500].floor.coldPregrown');
 }
 
+function checkCold(section: Json): void {
+  summary(section.clockUs, 'cold.clockUs');
+  const rows = section.rows as Json[];
+  assert.deepEqual(
+    rows.map((row) => row.calls),
+    ['files', 'timer'],
+  );
+  for (const row of rows) {
+    const where = `cold.${String(row.calls)}`;
+    summary(row.addon, `${where}.addon`);
+    summary(row.node, `${where}.node`);
+    number(row.spread, 'addon', `${where}.spread`);
+    number(row.spread, 'node', `${where}.spread`);
+  }
+}
+
 function checkUpgrades(section: Json): void {
   const variants = section.variants as Json[];
   assert.deepEqual(
@@ -201,6 +217,7 @@ test(
     number(machine, 'cores', 'machine');
     number(report, 'durationS', 'report');
     checkHandoff(report.handoff as Json);
+    checkCold(report.cold as Json);
     checkUpgrades(report.upgrades as Json);
     checkLiveroll(report.liveroll as Json);
     checkFronts(report.fronts as Json);
