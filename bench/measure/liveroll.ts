@@ -6,7 +6,7 @@
  * clients saw in each phase. The proxy's own cost is bench/liveroll-proxy.ts.
  */
 import type { Child, Line } from '../../scripts/child.js';
-import { APP, CLI, baseFlags } from '../../test/support/liveroll-harness.js';
+import { APP, CLI, baseFlags } from '../../scripts/liveroll-launch.js';
 import { startLoad, type Load } from '../../scripts/http-load.js';
 import { removeTempDir, sleep, startNode, stopProcess, tempDir } from '../support/processes.js';
 import { summarize, type Summary } from '../support/stats.js';

@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Child, Line } from '../../scripts/child.js';
-import { APP, CLI, baseFlags } from '../../test/support/liveroll-harness.js';
+import { APP, CLI, baseFlags } from '../../scripts/liveroll-launch.js';
 import {
   ROOT,
   removeTempDir,

@@ -15,9 +15,8 @@ import path from 'node:path';
 import { Upgrader } from 'tableroll';
 import type { Child, Line } from '../../scripts/child.js';
 import { startLoad } from '../../scripts/http-load.js';
-import { APP, CLI, baseFlags } from '../../test/support/liveroll-harness.js';
-import { FIXTURES } from '../../test/support/helpers.js';
-import { removeTempDir, startNode, stopProcess, tempDir } from '../support/processes.js';
+import { APP, CLI, baseFlags } from '../../scripts/liveroll-launch.js';
+import { ROOT, removeTempDir, startNode, stopProcess, tempDir } from '../support/processes.js';
 
 /** How long the soak runs. */
 export interface SoakPlan {
@@ -167,7 +166,7 @@ async function soakOwner(plan: SoakPlan, checkpoints: number[]): Promise<SoakOut
   fs.mkdirSync(reports);
   const coord = path.join(dir, 'coord');
   const owner = startNode(
-    path.join(FIXTURES, 'upgrader-process.js'),
+    path.join(ROOT, 'dist/test/fixtures/upgrader-process.js'),
     ['--dir', coord, '--id', 'owner', '--tcp', 'web', '--listeners', '3'],
     { execArgv: ['--expose-gc', ...reportFlags(reports)] },
   );

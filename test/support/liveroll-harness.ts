@@ -6,19 +6,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { dirname, join, resolve } from 'node:path';
 import type { TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { until } from './helpers.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-/** The repository root (this file runs from dist/test/fixtures). */
-export const ROOT = resolve(here, '../../..');
-/** The compiled CLI. */
-export const CLI = join(ROOT, 'dist/src/liveroll/cli.js');
-/** The compiled fixture app. */
-export const APP = join(ROOT, 'dist/test/fixtures/liveroll-app.js');
+import { APP, CLI } from '../../scripts/liveroll-launch.js';
+
+export { APP, CLI, ROOT, baseFlags } from '../../scripts/liveroll-launch.js';
 
 /** A parsed JSON line. */
 export type Line = Record<string, unknown>;
@@ -210,36 +204,6 @@ export async function startApp(
 export class Liveroll extends JsonProcess {
   /** The public port, known once the proxy listens. */
   port = 0;
-}
-
-/** Flags every test run of liveroll gets unless it overrides them. */
-export function baseFlags(dir: string, instance = 'a'): string[] {
-  return [
-    '--port',
-    '0',
-    '--child-port1',
-    '0',
-    '--child-port2',
-    '0',
-    '--log-format',
-    'json',
-    '--coordination-dir',
-    dir,
-    '--instance-id',
-    instance,
-    '--health-interval',
-    '20ms',
-    '--health-probe-timeout',
-    '1s',
-    '--health-timeout',
-    '10s',
-    '--stop-timeout',
-    '2s',
-    '--drain-timeout',
-    '2s',
-    '--interval',
-    '0',
-  ];
 }
 
 /** Starts the CLI and waits until it is ready (its 'serving' line gives the public port). */
