@@ -1,7 +1,6 @@
 // Compiles the project like `tsc -p .`, with one extra pass over the library's core modules
-// (src/**/*.ts, not src/liveroll/): their functions and methods are emitted in a form V8 compiles
-// when the module loads instead of on first call. Then it bundles the core into one file,
-// dist/src/tableroll.js, the package's entry point (see bundle() below).
+// (src/**/*.ts, not src/liveroll/): their functions and methods are emitted in a form V8 compiles when
+// the module loads instead of on first call.
 //
 // Why: a newcomer runs about a hundred of tableroll's functions for the first time during its
 // handoff, and V8 compiles each lazily, on its first call, while the lock is held. V8 compiles a
@@ -24,12 +23,10 @@
 // circular import's top level).
 //
 // Usage: node scripts/build.js [--no-eager] [--out-dir DIR]   (exit status 1 on a type error,
-// like tsc). --no-eager emits what tsc alone would (and bundles it), for the benchmark's comparison.
+// like tsc). --no-eager emits what tsc alone would, for the benchmark's comparison.
 // @ts-check (type-checked by `npm run check:scripts`)
-import { builtinModules } from 'node:module';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { rollup } from 'rollup';
 import ts from 'typescript';
 
 const { values: flags } = parseArgs({
@@ -41,8 +38,7 @@ const root = path.resolve(import.meta.dirname, '..');
 const eagerDir = path.join(root, 'src');
 const notEager = path.join(root, 'src', 'liveroll');
 
-/** @returns {number} the exit status */
-function compile() {
+function main() {
   const configPath = path.join(root, 'tsconfig.json');
   const { config, error } = ts.readConfigFile(configPath, ts.sys.readFile);
   if (error) return report([error]);
@@ -54,39 +50,6 @@ function compile() {
   const transformers = flags['no-eager'] ? {} : { after: [eagerCompile] };
   const result = program.emit(undefined, undefined, undefined, false, transformers);
   return report([...ts.getPreEmitDiagnostics(program), ...result.diagnostics]);
-}
-
-/**
- * The package's entry point as one file, dist/src/tableroll.js: importing forty small ES modules
- * costs Node a resolution, a read and a link each, most of `import('tableroll')`'s time. Rollup
- * keeps the code as written, the eager pass's parentheses included (esbuild drops them). The
- * bundle sits next to index.js, so paths it computes from import.meta.url stay right. Only the
- * core: liveroll and the tests keep importing the modules.
- * @param {string} outDir
- */
-async function bundle(outDir) {
-  const dependencies = ['eventemitter3', 'node-gyp-build'];
-  const build = await rollup({
-    input: path.join(outDir, 'src', 'index.js'),
-    external: (id) =>
-      id.startsWith('node:') || builtinModules.includes(id) || dependencies.includes(id),
-    onwarn: (warning) => {
-      throw new Error(`rollup: ${warning.message}`);
-    },
-  });
-  try {
-    await build.write({ file: path.join(outDir, 'src', 'tableroll.js'), format: 'es' });
-  } finally {
-    await build.close();
-  }
-}
-
-async function main() {
-  const status = compile();
-  if (status !== 0) return status;
-  const outDir = flags['out-dir'] ? path.resolve(flags['out-dir']) : path.join(root, 'dist');
-  await bundle(outDir);
-  return 0;
 }
 
 /**
@@ -363,4 +326,4 @@ function functionExpression(f, node, name, body) {
   return f.createParenthesizedExpression(fn);
 }
 
-process.exitCode = await main();
+process.exitCode = main();
