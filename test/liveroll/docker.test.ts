@@ -59,6 +59,25 @@ function containers(label: string, all = true): string[] {
     .filter((line) => line !== '');
 }
 
+/** Waits for no container with `label` to be left; on timeout, says what docker still shows. */
+async function untilNoContainer(label: string, what: string, timeoutMs: number): Promise<void> {
+  try {
+    await until(() => containers(label).length === 0, what, timeoutMs);
+  } catch (err) {
+    const left = docker([
+      'ps',
+      '-a',
+      '--filter',
+      `label=${label}`,
+      '--format',
+      '{{.ID}} {{.Status}} {{.State}}',
+    ]);
+    throw new Error(`${(err as Error).message}; docker ps -a: ${left.trim() || 'nothing'}`, {
+      cause: err,
+    });
+  }
+}
+
 test(
   'liveroll rolls docker run containers under load: tag move, SIGHUP, SIGTERM; 0 failed, none left',
   TIMEOUT,
@@ -111,7 +130,7 @@ test(
       assert.equal(result.names.at(-1), 'v2');
     }
     console.log(`requests through liveroll: ${results.map((r) => r.ok).join(' + ')} ok, 0 failed`);
-    await until(() => containers(label).length === 0, 'every container to be removed', 30_000);
+    await untilNoContainer(label, 'every container to be removed', 30_000);
   },
 );
 
@@ -137,5 +156,5 @@ test('a SIGKILLed liveroll leaves no container running', TIMEOUT, async (t) => {
   await run.waitExit();
   // The watcher in the child's group sends SIGTERM to `docker run`, which passes it on to the
   // container; --rm then removes it.
-  await until(() => containers(label).length === 0, 'the container to be gone', 30_000);
+  await untilNoContainer(label, 'the container to be gone', 30_000);
 });
