@@ -83,7 +83,7 @@ class PyPeer {
     args: string[],
   ) {
     assert.ok(PY_PEER, 'test/fixtures/py_peer.py not found');
-    this.child = spawn(PYTHON, [PY_PEER, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(PYTHON, [PY_PEER, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.child.stdout?.setEncoding('utf8');
     this.child.stderr?.setEncoding('utf8');
     this.child.stdout?.on('data', (chunk: string) => {
@@ -142,6 +142,11 @@ class PyPeer {
       () => (this.exitCode === undefined ? undefined : this.exitCode),
       timeoutMs,
     );
+  }
+
+  /** Lets a peer started with --wait-stdin begin. */
+  go(): void {
+    this.child.stdin?.end('\n');
   }
 
   kill(): void {
@@ -463,15 +468,13 @@ test(
       'web=127.0.0.1:0',
       '--serve',
       '--timeout',
-      '1.5',
+      '3',
     ]);
     const port = portOf(await owner.waitFor('listening'));
     await owner.waitFor('owner');
-
-    const stuck = peer('stuck', ['newcomer', '--dir', dir, '--id', 'S', '--serve', '--no-ready']);
-    await stuck.waitFor('holding');
-    await owner.waitFor('upgrade-started');
-    // While transferring, another request is closed without a byte written.
+    // The intruder's interpreter starts now and waits: started only once the owner is
+    // transferring, it could take longer to start than the owner waits for the stuck newcomer
+    // (it did, once, with three suites on the machine).
     const intruder = peer('intruder', [
       'newcomer',
       '--dir',
@@ -482,7 +485,15 @@ test(
       'silent',
       '--timeout',
       '10',
+      '--wait-stdin',
     ]);
+    await intruder.waitFor('waiting');
+
+    const stuck = peer('stuck', ['newcomer', '--dir', dir, '--id', 'S', '--serve', '--no-ready']);
+    await stuck.waitFor('holding');
+    await owner.waitFor('upgrade-started');
+    // While transferring, another request is closed without a byte written.
+    intruder.go();
     const refused = await intruder.waitFor('hostile-done');
     assert.equal(refused.peer_closed, true);
     assert.equal((await owner.waitFor('refused')).state, 'transferring');
