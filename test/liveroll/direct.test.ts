@@ -107,7 +107,9 @@ test(
     const dir = setup(t);
     const run = await startLiveroll(
       t,
-      directFlags(dir, 'a', ['--interval', '150ms', '--health-timeout', '1500ms']),
+      // 5 s: the first child must also start within it, and a cold Node start under load can
+      // take over a second.
+      directFlags(dir, 'a', ['--interval', '150ms', '--health-timeout', '5s']),
     );
     const traffic = startMixedLoad(run.port);
     await loadProgress(traffic, 'load on v1');

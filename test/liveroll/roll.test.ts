@@ -27,6 +27,13 @@ import {
 const TIMEOUT = { timeout: 60_000 };
 
 /** A liveroll whose id is the content of `<dir>/id` and whose app gets the flags in `<dir>/flags`. */
+/**
+ * The health timeout of the tests whose new child never gets healthy. It is also the first
+ * child's, which must start within it: a cold Node start took over 1 s with three test suites on
+ * the machine, so the tests give 5 s and wait for the failure that long.
+ */
+const HEALTH_TIMEOUT = '5s';
+
 async function start(
   t: TestContext,
   extra: string[] = [],
@@ -216,7 +223,12 @@ test(
   'a new child failing its health check is killed and the old one keeps serving',
   TIMEOUT,
   async (t) => {
-    const { run, dir } = await start(t, ['--interval', '150ms', '--health-timeout', '2s']);
+    const { run, dir } = await start(t, [
+      '--interval',
+      '150ms',
+      '--health-timeout',
+      HEALTH_TIMEOUT,
+    ]);
     writeFileSync(join(dir, 'flags'), '--health-status 500');
     writeFileSync(join(dir, 'id'), 'v2');
     const failed = await run.waitFor(msg('update failed'), 'the v2 update to fail');
@@ -243,7 +255,7 @@ test(
       '--interval',
       '100ms',
       '--health-timeout',
-      '1s',
+      HEALTH_TIMEOUT,
       '--restart-backoff',
       '3s',
     ]);
@@ -270,13 +282,13 @@ test(
       '--interval',
       '150ms',
       '--health-timeout',
-      '1s',
+      HEALTH_TIMEOUT,
       '--health-probe-timeout',
       '200ms',
     ]);
     writeFileSync(join(dir, 'flags'), '--health-hang');
     writeFileSync(join(dir, 'id'), 'v2');
-    const failed = await run.waitFor(msg('update failed'), 'the v2 update to fail', 10_000);
+    const failed = await run.waitFor(msg('update failed'), 'the v2 update to fail', 20_000);
     assert.match(String(failed.err), /ERR_LIVEROLL_HEALTH_TIMEOUT.*probe timed out/);
     // Recovery: once the app answers again, the next interval rolls to v2.
     writeFileSync(join(dir, 'flags'), '');
