@@ -38,16 +38,6 @@ import type { FdKind } from './protocol.js';
 import { native } from './native.js';
 import type { Logger } from './logger.js';
 
-export type {
-  FdHandle,
-  FdInfo,
-  FdSource,
-  StoredFd,
-  TcpListenOptions,
-  UdpListenOptions,
-  UnixListenOptions,
-} from './fd-types.js';
-
 /** How the Upgrader lets the store know whether it may change. */
 export interface StoreGuard {
   /** Throws when the store may not change now (transfer in progress, completed, stopped). */

@@ -15,7 +15,7 @@ export type {
   TcpListenOptions,
   UdpListenOptions,
   UnixListenOptions,
-} from './fd-store.js';
+} from './fd-types.js';
 export type { FdKind } from './protocol.js';
 export { ErrorCodes, TablerollError } from './errors.js';
 export type { ErrorCode } from './errors.js';

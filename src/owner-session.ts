@@ -23,7 +23,7 @@ import {
   type OwnerRecord,
 } from './owner-handoff.js';
 import { asHandoffFailure, handoffError } from './handoff-errors.js';
-import type { StateMachine } from './upgrader-state.js';
+import type { StateMachine, UpgraderState } from './upgrader-state.js';
 import { UnixChannel } from './unix-channel.js';
 
 /** What the owner side needs from the Upgrader, and what it tells it. */
@@ -75,7 +75,7 @@ export class OwnerSession {
    * Follows the Upgrader's state. The owner keeps its process alive: it holds sockets it must
    * hand over. A newcomer before ready() and an owner that handed over do not.
    */
-  stateChanged(to: string): void {
+  stateChanged(to: UpgraderState): void {
     if (to === 'owner') this.poller.ref();
     if (to === 'draining') this.poller.unref();
   }
@@ -103,7 +103,7 @@ export class OwnerSession {
     this.offer = null;
   }
 
-  private get state(): string {
+  private get state(): UpgraderState {
     return this.machine.state;
   }
 
