@@ -32,6 +32,8 @@ export const LiverollErrorCodes = {
   ABORTED: 'ERR_LIVEROLL_ABORTED',
   /** The public listener could not be obtained (port taken, coordination directory unusable). */
   LISTEN_FAILED: 'ERR_LIVEROLL_LISTEN_FAILED',
+  /** This Node's HTTP parser binding is not the one the proxy's client was checked against. */
+  HTTP_PARSER: 'ERR_LIVEROLL_HTTP_PARSER',
 } as const;
 
 export type LiverollErrorCode = (typeof LiverollErrorCodes)[keyof typeof LiverollErrorCodes];

@@ -210,6 +210,7 @@ test('every liveroll error code is listed here, so adding one is deliberate', ()
     'ERR_LIVEROLL_COMMAND_FAILED',
     'ERR_LIVEROLL_COMMAND_TIMEOUT',
     'ERR_LIVEROLL_HEALTH_TIMEOUT',
+    'ERR_LIVEROLL_HTTP_PARSER',
     'ERR_LIVEROLL_INVALID_DURATION',
     'ERR_LIVEROLL_INVALID_OPTION',
     'ERR_LIVEROLL_INVALID_PORT',

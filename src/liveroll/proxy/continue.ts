@@ -1,7 +1,7 @@
 /**
  * Requests with `Expect: 100-continue`: the child decides whether it wants the body. Node's
- * server would answer `100 Continue` itself, and undici does not send the header, so these few
- * requests go through Node's HTTP client on a connection of their own:
+ * server would answer `100 Continue` itself, and liveroll's pooled client drops the header, so
+ * these few requests go through Node's HTTP client on a connection of their own:
  *
  * - the child answers `100 Continue`: liveroll passes it on, then streams the body;
  * - the child answers with a final status (417, 401, 413, ...) first: that response goes to the

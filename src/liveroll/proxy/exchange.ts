@@ -1,14 +1,13 @@
 /**
- * One client request forwarded to a child through undici, with the retry rules described in
- * proxy.ts, and the response streamed back with backpressure.
+ * One client request forwarded to a child through liveroll's upstream client (upstream.ts), with
+ * the retry rules described in proxy.ts, and the response streamed back with backpressure.
  */
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import type { Readable } from 'node:stream';
-import type { Dispatcher } from 'undici';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { describeError } from '../errors.js';
 import type { ProxyContext } from './context.js';
 import { forwardRequestHeaders, forwardResponseHeaders } from './forward-headers.js';
 import type { Backend } from './rotation.js';
+import type { UpstreamControl, UpstreamError, UpstreamHandler } from './upstream.js';
 
 /** Methods that may be sent twice without changing the outcome (RFC 9110 9.2.2). */
 const idempotentMethods = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
@@ -18,16 +17,18 @@ const connectionErrors = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
   'EPIPE',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
+  'UPSTREAM_CLOSED',
+  'UPSTREAM_CONNECT_TIMEOUT',
 ]);
 
-/** undici refusing the request itself (a duplicate Host header, say): no child would take it. */
-const badRequestErrors = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED']);
-
-function errorCode(err: unknown): string {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : '';
+/** More than one Host header: RFC 9112 3.2 says such a request gets 400. */
+function hostCount(raw: readonly string[]): number {
+  let count = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] ?? '';
+    if (name.length === 4 && name.toLowerCase() === 'host') count++;
+  }
+  return count;
 }
 
 /** One client request, forwarded to one child or, when allowed, retried on another. */
@@ -63,6 +64,10 @@ export class Exchange {
       this.proxy.reject(this.res, 400, 'liveroll: only origin-form request targets are proxied');
       return;
     }
+    if (hostCount(this.req.rawHeaders) > 1) {
+      this.proxy.reject(this.res, 400, 'liveroll: a request has one Host header at most');
+      return;
+    }
     this.send();
   }
 
@@ -79,34 +84,29 @@ export class Exchange {
       trustForwardHeaders: this.proxy.options.trustForwardHeaders,
       upgrade: false,
     });
-    this.attempt = new Attempt(this, backend);
-    const options: Dispatcher.DispatchOptions = {
-      path: this.req.url ?? '/',
-      method: this.req.method ?? 'GET',
-      headers: this.headers,
-      // An async generator: undici pulls it only after the request line and headers are
-      // written, and the first pull marks the body as no longer replayable.
-      body: this.hasBody ? (this.readBody() as unknown as Readable) : null,
-    };
-    // undici reports every failure, a refused request included, through the handler.
-    backend.pool.dispatch(options, this.attempt);
+    const attempt = new Attempt(this, backend);
+    this.attempt = attempt;
+    // Every failure, a refused connection included, comes back through the handler.
+    attempt.control = backend.pool.dispatch(
+      {
+        path: this.req.url ?? '/',
+        method: this.req.method ?? 'GET',
+        headers: this.headers,
+        body: this.hasBody ? this.req : undefined,
+      },
+      attempt,
+    );
   }
 
-  private async *readBody(): AsyncGenerator<Buffer> {
-    this.bodyStarted = true;
-    // destroyOnReturn false: if the child fails mid-upload, the client must still get our 502.
-    for await (const chunk of this.req.iterator({ destroyOnReturn: false })) yield chunk as Buffer;
+  /** The request reached a connection: a body read from here on cannot be sent again. */
+  requestStarted(): void {
+    if (this.hasBody) this.bodyStarted = true;
   }
 
   /** Called when an attempt failed before a response started; retries or answers 502/504. */
-  failed(attempt: Attempt, err: Error): void {
+  failed(attempt: Attempt, err: UpstreamError): void {
     if (this.clientGone) return;
-    const code = errorCode(err);
-    if (badRequestErrors.has(code)) {
-      this.proxy.options.logger.debug({ err: describeError(err) }, 'request cannot be forwarded');
-      this.proxy.reject(this.res, 400, 'liveroll: the request cannot be forwarded');
-      return;
-    }
+    const code = err.code;
     const neverSent = !attempt.started;
     // A request cut by the stop of a child we retired ran there until its stop (past the
     // drain timeout): sent again, its handler would run twice. Only a crash is retried.
@@ -131,7 +131,7 @@ export class Exchange {
       this.res.destroy(err);
       return;
     }
-    const timedOut = code === 'UND_ERR_HEADERS_TIMEOUT';
+    const timedOut = code === 'UPSTREAM_HEADERS_TIMEOUT';
     this.proxy.reject(
       this.res,
       timedOut ? 504 : 502,
@@ -140,7 +140,7 @@ export class Exchange {
   }
 
   /** Starts the client's response from the child's status and headers. */
-  respond(status: number, rawHeaders: readonly (Buffer | string)[], message?: string): void {
+  respond(status: number, rawHeaders: readonly string[], message?: string): void {
     this.responseStarted = true;
     const out = forwardResponseHeaders(rawHeaders);
     if (message) this.res.writeHead(status, message, out);
@@ -148,11 +148,11 @@ export class Exchange {
   }
 }
 
-/** One try of an exchange on one child: an undici dispatch handler. */
-class Attempt implements Dispatcher.DispatchHandler {
-  /** undici began writing the request to a connection. */
+/** One try of an exchange on one child. */
+class Attempt implements UpstreamHandler {
+  /** The request began to be written to a connection: the child may have seen it. */
   started = false;
-  private controller: Dispatcher.DispatchController | undefined;
+  control: UpstreamControl | undefined;
   private waitingForDrain = false;
   readonly finish: () => void;
 
@@ -164,59 +164,44 @@ class Attempt implements Dispatcher.DispatchHandler {
   }
 
   abort(reason: Error): void {
-    this.controller?.abort(reason);
+    this.control?.abort(reason.message);
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
+  onRequestStart(): void {
     this.started = true;
-    if (this.exchange.clientGone) controller.abort(new Error('the client closed the connection'));
+    this.exchange.requestStarted();
+    if (this.exchange.clientGone) this.control?.abort('the client closed the connection');
   }
 
-  onResponseStart(
-    controller: Dispatcher.DispatchController,
-    status: number,
-    headers: IncomingHttpHeaders,
-    message?: string,
-  ): void {
-    if (status < 200) return;
+  onResponseStart(status: number, rawHeaders: string[], message: string): void {
     // The raw list keeps the child's order, spelling and repeated headers.
-    const raw = controller.rawHeaders;
-    this.exchange.respond(status, Array.isArray(raw) ? raw : flatten(headers), message);
+    this.exchange.respond(status, rawHeaders, message);
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onResponseData(chunk: Buffer): boolean {
     const res = this.exchange.res;
-    if (res.write(chunk) || this.waitingForDrain) return;
+    if (res.write(chunk) || this.waitingForDrain) return true;
     this.waitingForDrain = true;
-    controller.pause();
     res.once('drain', () => {
       this.waitingForDrain = false;
-      controller.resume();
+      this.control?.resume();
     });
+    return false;
   }
 
-  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+  onResponseEnd(trailers: string[]): void {
     this.finish();
     // Trailers (a checksum, gRPC-web's status) go on to the client after the body.
-    if (trailers !== undefined && Object.keys(trailers).length > 0) {
-      this.exchange.res.addTrailers(trailers);
+    if (trailers.length > 0) {
+      const pairs: [string, string][] = [];
+      for (let i = 0; i < trailers.length; i += 2) pairs.push([trailers[i]!, trailers[i + 1]!]);
+      this.exchange.res.addTrailers(pairs);
     }
     this.exchange.res.end();
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+  onResponseError(err: UpstreamError): void {
     this.finish();
     this.exchange.failed(this, err);
   }
-}
-
-/** A header object as a flat `[name, value, ...]` list. */
-function flatten(headers: IncomingHttpHeaders): string[] {
-  const out: string[] = [];
-  for (const [name, value] of Object.entries(headers)) {
-    if (Array.isArray(value)) for (const v of value) out.push(name, v);
-    else if (value !== undefined) out.push(name, value);
-  }
-  return out;
 }

@@ -4,7 +4,7 @@
  * endless SSE stream costs a few chunks of memory), WebSocket and other upgrades tunnelled.
  *
  * Retries: a request goes to another child only if the first one provably never received it
- * (undici never started writing it: connection refused, connect timeout), or if its method is
+ * (no byte of it was written: connection refused, connect timeout), or if its method is
  * idempotent and the connection failed before any response byte arrived, unless that child
  * was being retired: then it was cut by our own stop after the drain timeout, and is answered
  * 502 rather than run a second time. A request whose body
@@ -74,6 +74,9 @@ export class ReverseProxy implements ProxyContext {
       // Node checks the timeout at this interval (30 s by default), not to the millisecond.
       connectionsCheckingInterval: Math.min(30_000, Math.max(50, headersTimeout / 4)),
       keepAliveTimeout: 5_000,
+      // Bigger socket buffers than the 16 KiB default: a bulk response moves in 64 KiB reads,
+      // and a smaller buffer pauses the child's connection after every one of them.
+      highWaterMark: 256 * 1024,
     });
     this.server.timeout = options.idleTimeoutMs;
     this.server.maxConnections = options.maxConnections ?? connectionCap();

@@ -3,7 +3,7 @@
  * connection pool and a count of the exchanges in flight on it. A child leaves the rotation
  * before it is stopped; its in-flight count then tells when it has drained.
  */
-import { Pool } from 'undici';
+import { UpstreamPool } from './upstream.js';
 import { withTimeout } from '../wait.js';
 
 /** A child as the proxy sees it. */
@@ -25,7 +25,7 @@ export interface PoolSettings {
 
 /** One child in (or on its way out of) the rotation. */
 export class Backend {
-  readonly pool: Pool;
+  readonly pool: UpstreamPool;
   /** Out of the rotation on purpose: its child is being drained and stopped. */
   retired = false;
   private inflight = 0;
@@ -37,11 +37,7 @@ export class Backend {
     readonly address: BackendAddress,
     settings: PoolSettings,
   ) {
-    this.pool = new Pool(`http://${hostForUrl(address.host)}:${address.port}`, {
-      connectTimeout: settings.connectTimeoutMs,
-      headersTimeout: settings.headersTimeoutMs,
-      bodyTimeout: settings.bodyTimeoutMs,
-    });
+    this.pool = new UpstreamPool(address.host, address.port, settings);
   }
 
   get name(): string {
@@ -104,10 +100,6 @@ export class Backend {
     this.idleWaiters = [];
     for (const wake of waiters) wake();
   }
-}
-
-function hostForUrl(host: string): string {
-  return host.includes(':') ? `[${host}]` : host;
 }
 
 /** The healthy children, in the order requests are spread over them. */

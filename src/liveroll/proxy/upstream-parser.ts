@@ -1,0 +1,163 @@
+/**
+ * The HTTP response parser liveroll's client uses: llhttp, through the binding Node's own
+ * `http.request` uses (`HTTPParser` from the built-in `_http_common` module, present and the
+ * same from Node 20 to 26). Its callbacks are positional, so the binding is checked once, at
+ * load, by parsing a known response: if a future Node changes it, liveroll refuses to start
+ * with ERR_LIVEROLL_HTTP_PARSER instead of misreading responses.
+ */
+import type { createRequire } from 'node:module';
+import { LiverollError, LiverollErrorCodes } from '../errors.js';
+
+/** The callbacks of one parser. */
+export interface ParserCallbacks {
+  /** Final status and headers (1xx responses are skipped before they get here). */
+  headers(status: number, headers: string[], message: string): void;
+  body(chunk: Buffer): void;
+  /** The message ended; trailers as a flat list. */
+  complete(trailers: string[]): void;
+}
+
+/** One response parser, reused for every response on its connection. */
+export interface ResponseParser {
+  /** Parses bytes; returns a description of the error when they are not HTTP. */
+  execute(data: Buffer): string | undefined;
+  /** Ends a body delimited by the connection's end. */
+  finish(): void;
+  close(): void;
+  /** Set before each request: a response to HEAD has no body whatever its headers say. */
+  skipBody: boolean;
+  /** Whether the last response allows another request on the connection. */
+  readonly keepAlive: boolean;
+}
+
+interface NativeParser {
+  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
+  execute(data: Buffer): number | Error;
+  finish(): Error | undefined;
+  close(): void;
+  [slot: number]: unknown;
+}
+
+interface NativeParserClass {
+  new (): NativeParser;
+  RESPONSE: number;
+  kOnHeaders: number;
+  kOnHeadersComplete: number;
+  kOnBody: number;
+  kOnMessageComplete: number;
+}
+
+/** The start-up failure on a Node whose HTTP parser binding is not the expected one. */
+function parserMissing(detail: string): LiverollError {
+  return new LiverollError(
+    LiverollErrorCodes.HTTP_PARSER,
+    `liveroll cannot use this Node's HTTP parser (${detail}); run it on Node 20 to 26, ` +
+      `or report the Node version at the project's issue tracker`,
+  );
+}
+
+/** Makes parsers; construction checks the binding with a known response. */
+export class ParserBinding {
+  private readonly Parser: NativeParserClass;
+
+  constructor(require: ReturnType<typeof createRequire>) {
+    const found = (require('_http_common') as { HTTPParser?: NativeParserClass }).HTTPParser;
+    if (typeof found !== 'function' || typeof found.kOnHeadersComplete !== 'number') {
+      throw parserMissing('no HTTPParser in _http_common');
+    }
+    this.Parser = found;
+    this.selfCheck();
+  }
+
+  responseParser(callbacks: ParserCallbacks): ResponseParser {
+    const P = this.Parser;
+    const native = new P();
+    native.initialize(P.RESPONSE, {}, 0, 0);
+    let pending: string[] = [];
+    let failure: string | undefined;
+    /** The message being parsed is a 1xx, whose end is not the response's. */
+    let interim = false;
+    const state: ResponseParser = {
+      skipBody: false,
+      keepAlive: false,
+      execute(data) {
+        const result = native.execute(data);
+        if (failure !== undefined) return failure;
+        if (result instanceof Error)
+          return (result as NodeJS.ErrnoException).code ?? result.message;
+        return undefined;
+      },
+      finish() {
+        native.finish();
+      },
+      close() {
+        // Node's own client closes a parser only after the stack has unwound.
+        setImmediate(() => native.close());
+      },
+    };
+    native[P.kOnHeaders] = (headers: string[]) => {
+      for (const item of headers) pending.push(item);
+    };
+    native[P.kOnHeadersComplete] = (
+      _major: number,
+      _minor: number,
+      headers: string[] | undefined,
+      _method: unknown,
+      _url: unknown,
+      status: number,
+      message: string,
+      _upgrade: boolean,
+      keepAlive: boolean,
+    ): number => {
+      const list = headers ?? pending;
+      pending = [];
+      interim = status < 200;
+      if (interim) {
+        // 100 and 103 come before the real answer; a 101 we never asked for is a broken child.
+        if (status === 101) failure = 'a 101 response to a request that asked for no upgrade';
+        return 1;
+      }
+      (state as { keepAlive: boolean }).keepAlive = keepAlive;
+      callbacks.headers(status, list, message);
+      return state.skipBody ? 1 : 0;
+    };
+    native[P.kOnBody] = (chunk: Buffer) => callbacks.body(chunk);
+    native[P.kOnMessageComplete] = () => {
+      const trailers = pending;
+      pending = [];
+      if (interim) return;
+      callbacks.complete(trailers);
+    };
+    return state;
+  }
+
+  /** The child's `Keep-Alive: timeout=N`, in ms, when it sent one. */
+  keepAliveHint(headers: readonly string[]): number | undefined {
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i] ?? '';
+      if (name.length !== 10 || name.toLowerCase() !== 'keep-alive') continue;
+      const seconds = /timeout=(\d+)/i.exec(headers[i + 1] ?? '');
+      if (seconds?.[1] !== undefined) return Number(seconds[1]) * 1_000;
+    }
+    return undefined;
+  }
+
+  /** Parses a response with every feature the client relies on, and compares. */
+  private selfCheck(): void {
+    const seen: string[] = [];
+    const parser = this.responseParser({
+      headers: (status, headers, message) => seen.push(`${status} ${message} ${headers.join('|')}`),
+      body: (chunk) => seen.push(chunk.toString('latin1')),
+      complete: (trailers) => seen.push(`end ${trailers.join('|')}`),
+    });
+    const sample =
+      'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n' +
+      'X-A: 1\r\n\r\n3\r\nabc\r\n0\r\nX-T: 2\r\n\r\n';
+    const err = parser.execute(Buffer.from(sample, 'latin1'));
+    parser.close();
+    const expected = ['200 OK Transfer-Encoding|chunked|X-A|1', 'abc', 'end X-T|2'];
+    if (err !== undefined || seen.join('\n') !== expected.join('\n') || !parser.keepAlive) {
+      throw parserMissing(`the check parse gave ${JSON.stringify(seen)} ${err ?? ''}`);
+    }
+  }
+}

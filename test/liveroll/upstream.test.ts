@@ -1,0 +1,227 @@
+/**
+ * liveroll's own client to its children (src/liveroll/proxy/upstream.ts), through the proxy,
+ * against children in this process on ephemeral loopback ports: Node HTTP servers, and raw TCP
+ * servers where a child must send what Node's server never would. Connection reuse, the child's
+ * keep-alive timeout, bodiless responses, responses delimited by the connection's end, broken
+ * children, chunked uploads, and a response that comes before its upload ends.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import {
+  Agent,
+  createServer as createHttpServer,
+  request as httpRequest,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
+import { test, type TestContext } from 'node:test';
+import { startProxy } from '../support/proxy-kit.js';
+
+const TIMEOUT = { timeout: 30_000 };
+
+interface Reply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/** One request through `agent` (or a connection of its own); `chunks` are sent unannounced. */
+function send(
+  port: number,
+  path: string,
+  options: { method?: string; agent?: Agent; chunks?: Buffer[]; body?: Buffer } = {},
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = {};
+    if (options.body !== undefined) headers['content-length'] = String(options.body.length);
+    const req = httpRequest({
+      host: '127.0.0.1',
+      port,
+      path,
+      method: options.method ?? 'GET',
+      agent: options.agent ?? false,
+      headers,
+    });
+    req.on('error', reject);
+    req.on('response', (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }),
+      );
+      res.on('error', reject);
+    });
+    for (const chunk of options.chunks ?? []) req.write(chunk);
+    req.end(options.body);
+  });
+}
+
+/** A Node HTTP child that counts the connections it accepted. */
+async function httpChild(
+  t: TestContext,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<{ server: Server; port: number; sockets: Socket[] }> {
+  const server = createHttpServer(handler);
+  server.keepAliveTimeout = 60_000;
+  const sockets: Socket[] = [];
+  server.on('connection', (s: Socket) => sockets.push(s));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  return { server, port: (server.address() as AddressInfo).port, sockets };
+}
+
+/** A raw TCP child: `answer` gets each connection's first bytes and writes what it likes. */
+async function rawChild(
+  t: TestContext,
+  answer: (socket: Socket, request: string) => void,
+): Promise<number> {
+  const open = new Set<Socket>();
+  const server = createTcpServer((socket) => {
+    open.add(socket);
+    socket.on('close', () => open.delete(socket));
+    socket.on('error', () => {});
+    socket.once('data', (data: Buffer) => answer(socket, data.toString('latin1')));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => {
+    for (const s of open) s.destroy();
+    server.close();
+  });
+  return (server.address() as AddressInfo).port;
+}
+
+test('50 requests on one client connection use one connection to the child', TIMEOUT, async (t) => {
+  const child = await httpChild(t, (_req, res) => res.end('ok'));
+  const { proxy, port } = await startProxy(t);
+  proxy.add({ name: 'a', host: '127.0.0.1', port: child.port });
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  for (let i = 0; i < 50; i++) {
+    const reply = await send(port, `/n/${i}`, { agent });
+    assert.equal(reply.status, 200);
+    assert.equal(reply.body.toString(), 'ok');
+  }
+  assert.equal(child.sockets.length, 1);
+});
+
+test(
+  "an idle connection is closed before the child's announced keep-alive timeout",
+  TIMEOUT,
+  async (t) => {
+    // The child announces 2 s but would keep the connection for 60: only the proxy closes it.
+    const child = await httpChild(t, (_req, res) => {
+      res.setHeader('keep-alive', 'timeout=2');
+      res.end('ok');
+    });
+    const { proxy, port } = await startProxy(t);
+    proxy.add({ name: 'a', host: '127.0.0.1', port: child.port });
+    assert.equal((await send(port, '/')).status, 200);
+    const first = child.sockets[0];
+    assert.ok(first !== undefined);
+    if (!first.destroyed) await once(first, 'close');
+    const post = await send(port, '/after', { method: 'POST', body: Buffer.from('x') });
+    assert.equal(post.status, 200, 'a POST after the idle close goes out on a new connection');
+    assert.equal(child.sockets.length, 2);
+  },
+);
+
+test('HEAD, 204 and 304 carry no body, and the connection goes on', TIMEOUT, async (t) => {
+  const child = await httpChild(t, (req, res) => {
+    if (req.url === '/empty') res.writeHead(204).end();
+    else if (req.url === '/same') res.writeHead(304, { etag: '"v1"' }).end();
+    else res.writeHead(200, { 'content-length': '5' }).end(req.method === 'HEAD' ? '' : 'hello');
+  });
+  const { proxy, port } = await startProxy(t);
+  proxy.add({ name: 'a', host: '127.0.0.1', port: child.port });
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  const head = await send(port, '/', { method: 'HEAD', agent });
+  assert.equal(head.status, 200);
+  assert.equal(head.headers['content-length'], '5');
+  assert.equal(head.body.length, 0);
+  assert.equal((await send(port, '/empty', { agent })).status, 204);
+  const same = await send(port, '/same', { agent });
+  assert.equal(same.status, 304);
+  assert.equal(same.headers.etag, '"v1"');
+  const get = await send(port, '/', { agent });
+  assert.equal(get.body.toString(), 'hello');
+  assert.equal(child.sockets.length, 1, 'one connection carried all four');
+});
+
+test('a body delimited by the end of the connection arrives whole', TIMEOUT, async (t) => {
+  const body = Buffer.alloc(300_000, 'z');
+  let connections = 0;
+  const childPort = await rawChild(t, (socket) => {
+    connections++;
+    socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n');
+    socket.end(body);
+  });
+  const { proxy, port } = await startProxy(t);
+  proxy.add({ name: 'a', host: '127.0.0.1', port: childPort });
+  for (let i = 0; i < 2; i++) {
+    const reply = await send(port, '/');
+    assert.equal(reply.status, 200);
+    assert.equal(reply.body.length, body.length);
+  }
+  assert.equal(connections, 2, 'a connection that ended is never reused');
+});
+
+test('a child that answers with bytes that are not HTTP: 502, not a retry', TIMEOUT, async (t) => {
+  let answered = 0;
+  const childPort = await rawChild(t, (socket) => {
+    answered++;
+    socket.end('this is not http\r\n\r\n');
+  });
+  const { proxy, port } = await startProxy(t);
+  proxy.add({ name: 'a', host: '127.0.0.1', port: childPort });
+  assert.equal((await send(port, '/')).status, 502);
+  assert.equal(answered, 1);
+  // A 101 nobody asked for is just as broken.
+  const upgrader = await rawChild(t, (socket) =>
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n'),
+  );
+  await proxy.forget('a');
+  proxy.add({ name: 'b', host: '127.0.0.1', port: upgrader });
+  assert.equal((await send(port, '/')).status, 502);
+});
+
+test('a chunked upload of unannounced length reaches the child whole', TIMEOUT, async (t) => {
+  const child = await httpChild(t, (req, res) => {
+    let bytes = 0;
+    req.on('data', (c: Buffer) => (bytes += c.length));
+    req.on('end', () => res.end(JSON.stringify({ bytes, te: req.headers['transfer-encoding'] })));
+  });
+  const { proxy, port } = await startProxy(t);
+  proxy.add({ name: 'a', host: '127.0.0.1', port: child.port });
+  const chunks = [1, 100, 70_000, 3].map((n) => Buffer.alloc(n, 'c'));
+  const reply = await send(port, '/up', { method: 'POST', chunks });
+  assert.deepEqual(JSON.parse(reply.body.toString()), { bytes: 70_104, te: 'chunked' });
+});
+
+test(
+  'a response that comes before its upload ends reaches the client, and the next request is served',
+  TIMEOUT,
+  async (t) => {
+    const child = await httpChild(t, (req, res) => {
+      if (req.url === '/refuse') res.writeHead(413, { connection: 'keep-alive' }).end('too big');
+      else res.end('fine');
+    });
+    const { proxy, port } = await startProxy(t);
+    proxy.add({ name: 'a', host: '127.0.0.1', port: child.port });
+    const refused = await send(port, '/refuse', {
+      method: 'POST',
+      body: Buffer.alloc(8 * 1024 * 1024, 'b'),
+    });
+    assert.equal(refused.status, 413);
+    assert.equal(refused.body.toString(), 'too big');
+    assert.equal((await send(port, '/next')).body.toString(), 'fine');
+  },
+);
