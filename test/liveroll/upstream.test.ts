@@ -225,3 +225,45 @@ test(
     assert.equal((await send(port, '/next')).body.toString(), 'fine');
   },
 );
+
+test(
+  'bytes past the announced Content-Length are dropped with their connection',
+  TIMEOUT,
+  async (t) => {
+    let connections = 0;
+    const childPort = await rawChild(t, (socket) => {
+      connections++;
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\nforged');
+    });
+    const { proxy, port } = await startProxy(t);
+    proxy.add({ name: 'a', host: '127.0.0.1', port: childPort });
+    for (let i = 0; i < 2; i++) assert.equal((await send(port, '/')).body.toString(), 'ok');
+    assert.equal(connections, 2, 'the connection that carried extra bytes was not reused');
+  },
+);
+
+test(
+  'a child that closes inside a Content-Length body cuts the response short',
+  TIMEOUT,
+  async (t) => {
+    const childPort = await rawChild(t, (socket) => {
+      socket.end('HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly ten b');
+    });
+    const { proxy, port } = await startProxy(t);
+    proxy.add({ name: 'a', host: '127.0.0.1', port: childPort });
+    const outcome = await new Promise<string>((resolve) => {
+      const req = httpRequest({ host: '127.0.0.1', port, path: '/', agent: false });
+      req.on('error', (err) => resolve(`request error ${err.message}`));
+      req.on('response', (res) => {
+        let got = 0;
+        res.on('data', (c: Buffer) => (got += c.length));
+        res.on('error', () => resolve(`cut after ${got} bytes`));
+        res.on('aborted', () => resolve(`cut after ${got} bytes`));
+        res.on('end', () => resolve(`ended after ${got} bytes`));
+      });
+      req.end();
+    });
+    assert.equal(outcome, 'cut after 10 bytes');
+    assert.equal(await proxy.rotation.all()[0]?.idle(5_000), true, 'nothing left in flight');
+  },
+);

@@ -47,6 +47,20 @@ interface NativeParserClass {
   kOnMessageComplete: number;
 }
 
+/** The one Content-Length of a response without Transfer-Encoding, or undefined. */
+function contentLength(headers: readonly string[]): number | undefined {
+  let found: number | undefined;
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = (headers[i] ?? '').toLowerCase();
+    if (name === 'transfer-encoding') return undefined;
+    if (name !== 'content-length') continue;
+    const digits = /^\s*(\d{1,15})\s*$/.exec(headers[i + 1] ?? '');
+    if (digits?.[1] === undefined || found !== undefined) return undefined;
+    found = Number(digits[1]);
+  }
+  return found;
+}
+
 /** The start-up failure on a Node whose HTTP parser binding is not the expected one. */
 function parserMissing(detail: string): LiverollError {
   return new LiverollError(
@@ -77,23 +91,43 @@ export class ParserBinding {
     let failure: string | undefined;
     /** The message being parsed is a 1xx, whose end is not the response's. */
     let interim = false;
-    const state: ResponseParser = {
+    /**
+     * Bytes still to come of a body announced by Content-Length. Such a body bypasses llhttp,
+     * which would copy every chunk into a new buffer and call back into JavaScript for it: the
+     * socket's own chunks are handed on, and the parser starts afresh after the last byte.
+     */
+    let rawLeft = 0;
+    const state = {
       skipBody: false,
       keepAlive: false,
-      execute(data) {
+      execute(data: Buffer): string | undefined {
+        if (rawLeft > 0) return passRaw(data);
         const result = native.execute(data);
         if (failure !== undefined) return failure;
-        if (result instanceof Error)
+        if (result instanceof Error) {
           return (result as NodeJS.ErrnoException).code ?? result.message;
+        }
+        if (rawLeft > 0 && result < data.length) return passRaw(data.subarray(result));
         return undefined;
       },
-      finish() {
-        native.finish();
+      finish(): void {
+        if (rawLeft === 0) native.finish();
       },
-      close() {
+      close(): void {
         // Node's own client closes a parser only after the stack has unwound.
         setImmediate(() => native.close());
       },
+    };
+    const passRaw = (data: Buffer): undefined => {
+      const take = Math.min(rawLeft, data.length);
+      rawLeft -= take;
+      callbacks.body(take === data.length ? data : data.subarray(0, take));
+      if (rawLeft > 0) return undefined;
+      native.initialize(P.RESPONSE, {}, 0, 0);
+      // Bytes past the announced length answer no request: this connection is not reused.
+      if (take < data.length) state.keepAlive = false;
+      callbacks.complete([]);
+      return undefined;
     };
     native[P.kOnHeaders] = (headers: string[]) => {
       for (const item of headers) pending.push(item);
@@ -117,15 +151,21 @@ export class ParserBinding {
         if (status === 101) failure = 'a 101 response to a request that asked for no upgrade';
         return 1;
       }
-      (state as { keepAlive: boolean }).keepAlive = keepAlive;
+      state.keepAlive = keepAlive;
       callbacks.headers(status, list, message);
-      return state.skipBody ? 1 : 0;
+      if (state.skipBody) return 1;
+      const length = status === 204 || status === 304 ? undefined : contentLength(list);
+      if (length === undefined || length === 0) return 0;
+      rawLeft = length;
+      // 2 stops llhttp after the head, as for an upgrade; execute() returns the head's length.
+      return 2;
     };
     native[P.kOnBody] = (chunk: Buffer) => callbacks.body(chunk);
     native[P.kOnMessageComplete] = () => {
       const trailers = pending;
       pending = [];
-      if (interim) return;
+      // A 1xx ends before the response; a raw body's end is passRaw's to report.
+      if (interim || rawLeft > 0) return;
       callbacks.complete(trailers);
     };
     return state;
@@ -153,9 +193,25 @@ export class ParserBinding {
     const sample =
       'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n' +
       'X-A: 1\r\n\r\n3\r\nabc\r\n0\r\nX-T: 2\r\n\r\n';
-    const err = parser.execute(Buffer.from(sample, 'latin1'));
+    const errors = [parser.execute(Buffer.from(sample, 'latin1'))];
+    // A Content-Length body split across reads, then a response with no body.
+    const sized = 'HTTP/1.1 201 Created\r\nContent-Length: 6\r\n\r\nxyzuvw';
+    errors.push(parser.execute(Buffer.from(sized.slice(0, 45), 'latin1')));
+    errors.push(parser.execute(Buffer.from(sized.slice(45), 'latin1')));
+    errors.push(parser.execute(Buffer.from('HTTP/1.1 204 No Content\r\n\r\n', 'latin1')));
     parser.close();
-    const expected = ['200 OK Transfer-Encoding|chunked|X-A|1', 'abc', 'end X-T|2'];
+    const expected = [
+      '200 OK Transfer-Encoding|chunked|X-A|1',
+      'abc',
+      'end X-T|2',
+      '201 Created Content-Length|6',
+      'xy',
+      'zuvw',
+      'end ',
+      '204 No Content ',
+      'end ',
+    ];
+    const err = errors.find((e) => e !== undefined);
     if (err !== undefined || seen.join('\n') !== expected.join('\n') || !parser.keepAlive) {
       throw parserMissing(`the check parse gave ${JSON.stringify(seen)} ${err ?? ''}`);
     }
