@@ -19,6 +19,11 @@ import {
 import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { startProxy } from '../support/proxy-kit.js';
+import {
+  UpstreamPool,
+  type UpstreamError,
+  type UpstreamHandler,
+} from '../../src/liveroll/proxy/upstream.js';
 
 const TIMEOUT = { timeout: 30_000 };
 
@@ -265,5 +270,38 @@ test(
     });
     assert.equal(outcome, 'cut after 10 bytes');
     assert.equal(await proxy.rotation.all()[0]?.idle(5_000), true, 'nothing left in flight');
+  },
+);
+
+test(
+  "a client's backpressure on the last chunk does not stall the next exchange on that connection",
+  TIMEOUT,
+  async (t) => {
+    const child = await httpChild(t, (req, res) => res.end(`answer to ${req.url}`));
+    const pool = new UpstreamPool('127.0.0.1', child.port, {
+      connectTimeoutMs: 5_000,
+      headersTimeoutMs: 5_000,
+      bodyTimeoutMs: 5_000,
+    });
+    t.after(() => pool.destroy());
+    /** One exchange whose handler reports backpressure on every chunk and never resumes. */
+    const exchange = (path: string): Promise<string> =>
+      new Promise((resolve, reject) => {
+        let body = '';
+        const handler: UpstreamHandler = {
+          onRequestStart: () => {},
+          onResponseStart: () => {},
+          onResponseData: (chunk) => {
+            body += chunk.toString();
+            return false;
+          },
+          onResponseEnd: () => resolve(body),
+          onResponseError: (err: UpstreamError) => reject(new Error(`${err.code} ${err.message}`)),
+        };
+        pool.dispatch({ method: 'GET', path, headers: ['host', 'child'] }, handler);
+      });
+    assert.equal(await exchange('/one'), 'answer to /one');
+    assert.equal(await exchange('/two'), 'answer to /two');
+    assert.equal(child.sockets.length, 1, 'the second exchange reused the connection');
   },
 );

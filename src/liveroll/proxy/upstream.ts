@@ -209,18 +209,14 @@ class Connection {
   private onComplete(trailers: string[]): void {
     const handler = this.handler;
     this.responseDone = true;
+    // A response that came before the request's body was sent whole: the rest of that body is
+    // not read, and since it cannot be skipped on this connection, the connection goes.
+    if (!this.requestDone) this.stopBody();
     if (!this.parser.keepAlive) this.socket.end();
-    // A response that came before the request's body was sent whole: that body cannot be
-    // skipped on this connection, so it goes.
-    else if (!this.requestDone) this.stopBodyAndDestroy();
+    else if (!this.requestDone) this.destroy();
     this.handler = undefined;
     if (this.requestDone) this.release();
     handler?.onResponseEnd(trailers);
-  }
-
-  private stopBodyAndDestroy(): void {
-    this.stopBody();
-    this.destroy();
   }
 
   /** Back to the pool when both directions are done and the connection may be kept. */
@@ -229,14 +225,17 @@ class Connection {
     if (this.socket.destroyed || this.socket.writableEnded) return;
     // The child closes idle connections within a second: one more request would race it.
     if (this.idleMs <= 0) return this.destroy();
+    // The last chunk may have paused the socket for a client that has not drained it yet:
+    // that client's backpressure is not the next exchange's.
+    this.socket.resume();
     this.phase = 'idle';
     this.socket.setTimeout(this.idleMs);
     this.pool.idle(this);
   }
 
-  /** Lets a paused response flow again. */
-  resume(): void {
-    this.socket.resume();
+  /** Lets the paused response of `handler` flow again, if this connection still carries it. */
+  resume(handler: UpstreamHandler): void {
+    if (this.handler === handler) this.socket.resume();
   }
 
   /** Aborts the exchange of `handler` if this connection still carries it. */
@@ -285,7 +284,7 @@ export class UpstreamPool {
     }
     connection.send(request, handler);
     const used = connection;
-    return { abort: (reason) => used.abort(handler, reason), resume: () => used.resume() };
+    return { abort: (reason) => used.abort(handler, reason), resume: () => used.resume(handler) };
   }
 
   /** Called by a connection that finished an exchange and may carry another. */
