@@ -11,7 +11,7 @@
  * Images are tagged with a hash of what went into them, so a second run reuses them. Roots are
  * made under `.tmp/docker/` (ignored by git).
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -32,6 +32,19 @@ export function docker(args: string[], input?: string | Buffer): string {
     stdio: ['pipe', 'pipe', 'pipe'],
     maxBuffer: 64 * 1024 * 1024,
   }).trim();
+}
+
+/**
+ * `docker` without blocking the event loop, for calls made while the caller serves or sends
+ * traffic: a blocked loop holds its keep-alive connections idle past the server's timeout.
+ */
+export function dockerAsync(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('docker', args, { encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`docker ${args.join(' ')}: ${stderr.trim() || err.message}`));
+      else resolve(stdout.trim());
+    });
+  });
 }
 
 function daemonAnswers(): boolean {

@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { buildNodeImage, docker, imageId } from '../../scripts/docker.js';
+import { buildNodeImage, docker, dockerAsync, imageId } from '../../scripts/docker.js';
 import { dockerOrSkip } from '../support/helpers.js';
 import {
   baseFlags,
@@ -59,6 +59,12 @@ function containers(label: string, all = true): string[] {
     .filter((line) => line !== '');
 }
 
+/** containers(), without blocking the load loops that share this process. */
+async function containersNow(label: string, all = true): Promise<string[]> {
+  const out = await dockerAsync(['ps', ...(all ? ['-a'] : []), '-q', '--filter', `label=${label}`]);
+  return out.split('\n').filter((line) => line !== '');
+}
+
 /** Waits for no container with `label` to be left; on timeout, says what docker still shows. */
 async function untilNoContainer(label: string, what: string, timeoutMs: number): Promise<void> {
   try {
@@ -86,10 +92,15 @@ test(
     const repository = 'tableroll-test-app';
     const tag = `t${process.pid}`;
     const name = image(repository, tag, 'v1');
+    // v2 is built before the load starts: building copies and hashes the node binary and
+    // tars a root, synchronously, which would stop the load loops in this process for seconds
+    // (long enough for liveroll to close their idle keep-alive connections under them).
+    const next = image(repository, `${tag}-next`, 'v2');
+    const nextId = imageId(next);
     const label = `tableroll-test=${process.pid}-${Date.now()}`;
     t.after(() => {
       for (const id of containers(label)) docker(['rm', '-f', id]);
-      docker(['image', 'rm', '-f', name]);
+      docker(['image', 'rm', '-f', name, next]);
     });
     const dir = tempDir(t);
     const run = await startLiveroll(t, [
@@ -110,16 +121,20 @@ test(
     const progress = (what: string): Promise<void> => loadProgress(traffic, what, 30, 60_000);
     await progress('load on v1');
 
-    // The tag moves to a new image; the interval tick sees the new id and rolls.
-    image(repository, tag, 'v2');
-    await run.waitFor(msg('update complete', { id: imageId(name) }), 'the roll to v2', 90_000);
+    // The tag moves to the new image; the interval tick sees the new id and rolls.
+    await dockerAsync(['tag', next, name]);
+    await run.waitFor(msg('update complete', { id: nextId }), 'the roll to v2', 90_000);
     await progress('load on v2');
     run.signal('SIGHUP');
     await run.waitFor(msg('update complete'), 'the SIGHUP roll', 90_000, 2);
     await progress('load after the SIGHUP roll');
     // --rm removes an old container a moment after it stopped: wait for that.
-    await until(() => containers(label).length === 1, 'one container left after the rolls', 30_000);
-    assert.equal(containers(label, false).length, 1, 'one container runs');
+    await until(
+      async () => (await containersNow(label)).length === 1,
+      'one container left after the rolls',
+      30_000,
+    );
+    assert.equal((await containersNow(label, false)).length, 1, 'one container runs');
 
     const results = await traffic.stop();
     run.signal('SIGTERM');
