@@ -52,15 +52,11 @@ function image(repository: string, tag: string, version: string): string {
   );
 }
 
-/** Containers with `label`: running ones, or with `all`, stopped ones not yet removed too. */
-function containers(label: string, all = true): string[] {
-  return docker(['ps', ...(all ? ['-a'] : []), '-q', '--filter', `label=${label}`])
-    .split('\n')
-    .filter((line) => line !== '');
-}
-
-/** containers(), without blocking the load loops that share this process. */
-async function containersNow(label: string, all = true): Promise<string[]> {
+/**
+ * Containers with `label`: running ones, or with `all`, stopped ones not yet removed too. Asked
+ * without blocking, so the load loops that share this process keep running.
+ */
+async function containers(label: string, all = true): Promise<string[]> {
   const out = await dockerAsync(['ps', ...(all ? ['-a'] : []), '-q', '--filter', `label=${label}`]);
   return out.split('\n').filter((line) => line !== '');
 }
@@ -68,7 +64,7 @@ async function containersNow(label: string, all = true): Promise<string[]> {
 /** Waits for no container with `label` to be left; on timeout, says what docker still shows. */
 async function untilNoContainer(label: string, what: string, timeoutMs: number): Promise<void> {
   try {
-    await until(() => containers(label).length === 0, what, timeoutMs);
+    await until(async () => (await containers(label)).length === 0, what, timeoutMs);
   } catch (err) {
     const left = docker([
       'ps',
@@ -94,12 +90,12 @@ test(
     const name = image(repository, tag, 'v1');
     // v2 is built before the load starts: building copies and hashes the node binary and
     // tars a root, synchronously, which would stop the load loops in this process for seconds
-    // (long enough for liveroll to close their idle keep-alive connections under them).
+    // (on a busy machine, past their 10 s request timeout).
     const next = image(repository, `${tag}-next`, 'v2');
     const nextId = imageId(next);
     const label = `tableroll-test=${process.pid}-${Date.now()}`;
-    t.after(() => {
-      for (const id of containers(label)) docker(['rm', '-f', id]);
+    t.after(async () => {
+      for (const id of await containers(label)) docker(['rm', '-f', id]);
       docker(['image', 'rm', '-f', name, next]);
     });
     const dir = tempDir(t);
@@ -130,11 +126,11 @@ test(
     await progress('load after the SIGHUP roll');
     // --rm removes an old container a moment after it stopped: wait for that.
     await until(
-      async () => (await containersNow(label)).length === 1,
+      async () => (await containers(label)).length === 1,
       'one container left after the rolls',
       30_000,
     );
-    assert.equal((await containersNow(label, false)).length, 1, 'one container runs');
+    assert.equal((await containers(label, false)).length, 1, 'one container runs');
 
     const results = await traffic.stop();
     run.signal('SIGTERM');
@@ -153,8 +149,8 @@ test('a SIGKILLed liveroll leaves no container running', TIMEOUT, async (t) => {
   if (!(await dockerOrSkip(t))) return;
   const name = image('tableroll-test-app', `k${process.pid}`, 'v1');
   const label = `tableroll-test=${process.pid}-${Date.now()}`;
-  t.after(() => {
-    for (const id of containers(label)) docker(['rm', '-f', id]);
+  t.after(async () => {
+    for (const id of await containers(label)) docker(['rm', '-f', id]);
     docker(['image', 'rm', '-f', name]);
   });
   const run = await startLiveroll(t, [
@@ -166,7 +162,7 @@ test('a SIGKILLed liveroll leaves no container running', TIMEOUT, async (t) => {
     '--exec',
     `exec docker run --rm --init --label ${label} -p 127.0.0.1:<<PORT>>:8080 ${name}`,
   ]);
-  assert.equal(containers(label, false).length, 1);
+  assert.equal((await containers(label, false)).length, 1);
   run.signal('SIGKILL');
   await run.waitExit();
   // The watcher in the child's group sends SIGTERM to `docker run`, which passes it on to the

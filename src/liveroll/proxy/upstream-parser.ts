@@ -171,17 +171,6 @@ export class ParserBinding {
     return state;
   }
 
-  /** The child's `Keep-Alive: timeout=N`, in ms, when it sent one. */
-  keepAliveHint(headers: readonly string[]): number | undefined {
-    for (let i = 0; i < headers.length; i += 2) {
-      const name = headers[i] ?? '';
-      if (name.length !== 10 || name.toLowerCase() !== 'keep-alive') continue;
-      const seconds = /timeout=(\d+)/i.exec(headers[i + 1] ?? '');
-      if (seconds?.[1] !== undefined) return Number(seconds[1]) * 1_000;
-    }
-    return undefined;
-  }
-
   /** Parses a response with every feature the client relies on, and compares. */
   private selfCheck(): void {
     const seen: string[] = [];

@@ -24,7 +24,7 @@ export interface UpstreamHandler {
   onResponseData(chunk: Buffer): boolean;
   /** The response ended; `trailers` is a flat `[name, value, ...]` list, often empty. */
   onResponseEnd(trailers: string[]): void;
-  /** The exchange failed; `err.code` says how (see UpstreamErrorCode). */
+  /** The exchange failed; `err.code` says how (see UpstreamError). */
   onResponseError(err: UpstreamError): void;
 }
 
@@ -55,12 +55,11 @@ export interface UpstreamSettings {
 }
 
 /**
- * Why an exchange failed, besides the socket's own codes (ECONNREFUSED, ECONNRESET, EPIPE):
- * UPSTREAM_CONNECT_TIMEOUT, UPSTREAM_HEADERS_TIMEOUT, UPSTREAM_BODY_TIMEOUT, UPSTREAM_CLOSED
+ * A failed exchange with a child. `code` says why: the socket's own code (ECONNREFUSED,
+ * ECONNRESET, EPIPE) or one of ours: UPSTREAM_CONNECT_TIMEOUT, UPSTREAM_HEADERS_TIMEOUT, UPSTREAM_BODY_TIMEOUT, UPSTREAM_CLOSED
  * (the child closed before the response ended), UPSTREAM_BAD_RESPONSE (bytes that are not
  * HTTP), UPSTREAM_ABORTED (the client left), UPSTREAM_POOL_CLOSED (the child was forgotten).
  */
-/** A failed exchange with a child; `code` is one of ours or the socket's (ECONNREFUSED, ...). */
 export class UpstreamError extends Error {
   constructor(
     readonly code: string,
@@ -76,6 +75,17 @@ const IDLE_MS = 4_000;
 
 const binding = new ParserBinding(createRequire(import.meta.url));
 
+/** The child's `Keep-Alive: timeout=N`, in ms, when it sent one. */
+function keepAliveHint(headers: readonly string[]): number | undefined {
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i] ?? '';
+    if (name.length !== 10 || name.toLowerCase() !== 'keep-alive') continue;
+    const seconds = /timeout=(\d+)/i.exec(headers[i + 1] ?? '');
+    if (seconds?.[1] !== undefined) return Number(seconds[1]) * 1_000;
+  }
+  return undefined;
+}
+
 /** Chunked framing for a body whose length the client did not announce. */
 function chunkHead(length: number): string {
   return `${length.toString(16)}\r\n`;
@@ -88,11 +98,10 @@ class Connection {
   private handler: UpstreamHandler | undefined;
   private phase: 'connect' | 'idle' | 'headers' | 'body' = 'connect';
   private requestDone = false;
-  private responseDone = false;
   private closed = false;
   /** Detaches from the client's body (the exchange ended or failed before it was read whole). */
   private stopBody: () => void = () => {};
-  idleMs = IDLE_MS;
+  private idleMs = IDLE_MS;
 
   constructor(
     private readonly pool: UpstreamPool,
@@ -139,7 +148,6 @@ class Connection {
   send(request: UpstreamRequest, handler: UpstreamHandler): void {
     this.handler = handler;
     this.requestDone = false;
-    this.responseDone = false;
     this.parser.skipBody = request.method === 'HEAD';
     if (this.phase === 'connect') this.socket.once('connect', () => this.write(request));
     else this.write(request);
@@ -189,14 +197,13 @@ class Connection {
   private requestSent(): void {
     this.requestDone = true;
     if (this.phase === 'headers') this.socket.setTimeout(this.settings.headersTimeoutMs);
-    if (this.responseDone) this.release();
   }
 
   private onHeaders(status: number, headers: string[], message: string): void {
     if (this.handler === undefined) return this.destroy(); // a second response to one request
     this.phase = 'body';
     this.socket.setTimeout(this.settings.bodyTimeoutMs);
-    const hint = binding.keepAliveHint(headers);
+    const hint = keepAliveHint(headers);
     if (hint !== undefined) this.idleMs = Math.max(0, Math.min(IDLE_MS, hint - 1_000));
     this.handler.onResponseStart(status, headers, message);
   }
@@ -208,21 +215,20 @@ class Connection {
 
   private onComplete(trailers: string[]): void {
     const handler = this.handler;
-    this.responseDone = true;
-    // A response that came before the request's body was sent whole: the rest of that body is
-    // not read, and since it cannot be skipped on this connection, the connection goes.
-    if (!this.requestDone) this.stopBody();
-    if (!this.parser.keepAlive) this.socket.end();
-    else if (!this.requestDone) this.destroy();
     this.handler = undefined;
-    if (this.requestDone) this.release();
+    // A response that came before the request's body was sent whole: the rest of that body
+    // cannot be skipped on this connection, so neither is read and the connection goes.
+    if (!this.requestDone) {
+      this.stopBody();
+      this.destroy();
+    } else if (!this.parser.keepAlive) this.socket.end();
+    else this.release();
     handler?.onResponseEnd(trailers);
   }
 
   /** Back to the pool when both directions are done and the connection may be kept. */
   private release(): void {
-    if (this.closed || !this.parser.keepAlive || this.handler !== undefined) return;
-    if (this.socket.destroyed || this.socket.writableEnded) return;
+    if (this.closed || this.socket.destroyed) return;
     // The child closes idle connections within a second: one more request would race it.
     if (this.idleMs <= 0) return this.destroy();
     // The last chunk may have paused the socket for a client that has not drained it yet:
