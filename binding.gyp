@@ -9,6 +9,7 @@
         "native/errors.cc",
         "native/fd-passing.cc",
         "native/files.cc",
+        "native/memory.cc",
         "native/poller.cc",
         "native/socket-info.cc",
         "native/sockets.cc"

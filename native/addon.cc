@@ -11,6 +11,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tableroll::RegisterSockets(env, exports);
   tableroll::RegisterSocketInfo(env, exports);
   tableroll::RegisterPoller(env, exports);
+  tableroll::RegisterMemory(env, exports);
   return exports;
 }
 

@@ -11,5 +11,6 @@ void RegisterFiles(Napi::Env env, Napi::Object exports);
 void RegisterSockets(Napi::Env env, Napi::Object exports);
 void RegisterSocketInfo(Napi::Env env, Napi::Object exports);
 void RegisterPoller(Napi::Env env, Napi::Object exports);
+void RegisterMemory(Napi::Env env, Napi::Object exports);
 
 }  // namespace tableroll

@@ -22,6 +22,8 @@ export type { ErrorCode } from './errors.js';
 export type { Logger } from './logger.js';
 export { drainHttpServer, defaultDrainOptions } from './drains/http-drain.js';
 export { runtimeDirectory } from './coordination/runtime-directory.js';
+export { setMallocTrimThreshold, BULK_TRIM_THRESHOLD } from './memory.js';
+export type { MallocTrimResult } from './memory.js';
 export type { RuntimeEnvironment } from './coordination/runtime-directory.js';
 export type { DrainOptions, DrainResult } from './drains/http-drain.js';
 export { drainWebSocketServer } from './drains/websocket-drain.js';

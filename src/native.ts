@@ -177,6 +177,14 @@ export interface NativeAddon {
   pwrite(fd: number, data: Uint8Array, position: number): number;
   ftruncate(fd: number, length: number): void;
   Poller: new (fd: number, callback: PollCallback) => Poller;
+  /**
+   * mallopt(M_TRIM_THRESHOLD): free memory at the top of the C heap is kept until it passes
+   * `bytes`, instead of 128 KiB. For a process that moves bulk data through sockets (liveroll's
+   * proxy): Node reads into fresh malloc'ed blocks, and giving them back to the kernel after
+   * each burst makes the next reads fault every page in again. False where the C library has no
+   * such setting (musl).
+   */
+  setMallocTrimThreshold(bytes: number): boolean;
 }
 
 /** The package's root: node-gyp-build looks in its build/Release, then in its prebuilds/. */

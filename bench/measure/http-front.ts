@@ -12,8 +12,10 @@
  * requests/s and of wrk's p99 are reported, with each front's ratio to direct and to nginx.
  *
  * Bulk transfers: a 1 GiB download and a 1 GiB upload with curl, straight to the app, through
- * nginx, through a plain Node pipe (bench/tcp-relay.ts, copying bytes) and through liveroll's
- * proxy; MB/s medians.
+ * nginx, through a plain Node pipe (bench/tcp-relay.ts, copying bytes), through liveroll's
+ * proxy, and through a second liveroll proxy left on glibc's default heap trimming
+ * (`MALLOC_TRIM_THRESHOLD_=131072`, see src/memory.ts); MB/s medians, and the minor page
+ * faults per MiB of the relaying process where it is one we started.
  *
  *   node dist/bench/measure/http-front.js [--rounds 3] [--seconds 3] [--connections 32]
  *     [--path /] [--bulk-rounds 2] [--bulk-bytes 1073741824] [--no-bulk]
@@ -25,7 +27,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { hasCommand } from '../../scripts/node-lines.js';
-import { cpuUs, startLiveroll, stopLiveroll } from './liveroll-proxy.js';
+import { cpuUs, minorFaults, startLiveroll, stopLiveroll } from './liveroll-proxy.js';
 import { ROOT, removeTempDir, startNode, stopProcess, tempDir } from '../support/processes.js';
 import { median, table } from '../support/stats.js';
 
@@ -73,7 +75,13 @@ export interface BulkSummary {
   route: string;
   downloadMBps: number;
   uploadMBps: number;
+  /** Minor page faults of the relaying process per MiB moved; NaN when there is none of ours. */
+  downloadFaultsPerMiB: number;
+  uploadFaultsPerMiB: number;
 }
+
+/** One bulk route: its port, and the pid of the process relaying it (0: none of ours). */
+type BulkRoute = [name: string, port: number, pid: number];
 
 export interface FrontOutcome {
   skipped?: string;
@@ -233,28 +241,49 @@ function curlMBps(args: string[], metric: 'speed_download' | 'speed_upload'): nu
 /** Bulk routes: the app, nginx, the plain Node pipe, liveroll's proxy. */
 async function measureBulk(
   plan: FrontPlan,
-  routes: [string, number][],
+  routes: BulkRoute[],
   uploadFile: string,
 ): Promise<BulkSummary[]> {
   const down: number[][] = routes.map(() => []);
   const up: number[][] = routes.map(() => []);
+  const downFaults: number[][] = routes.map(() => []);
+  const upFaults: number[][] = routes.map(() => []);
+  const mib = plan.bulkBytes / 2 ** 20;
+  /** Runs one transfer; returns its MB/s and the relay's minor faults per MiB meanwhile. */
+  const transfer = (
+    pid: number,
+    args: string[],
+    metric: 'speed_download' | 'speed_upload',
+  ): [number, number] => {
+    const before = pid === 0 ? 0 : minorFaults(pid);
+    const speed = curlMBps(args, metric);
+    return [speed, pid === 0 ? NaN : (minorFaults(pid) - before) / mib];
+  };
   for (let round = 0; round < plan.bulkRounds; round++) {
-    for (const [i, [, port]] of routes.entries()) {
-      down[i]!.push(
-        curlMBps([`http://127.0.0.1:${port}/big?bytes=${plan.bulkBytes}`], 'speed_download'),
+    for (const [i, [, port, pid]] of routes.entries()) {
+      const url = `http://127.0.0.1:${port}`;
+      const [downSpeed, downFault] = transfer(
+        pid,
+        [`${url}/big?bytes=${plan.bulkBytes}`],
+        'speed_download',
       );
-      up[i]!.push(
-        curlMBps(
-          ['-T', uploadFile, '-H', 'Expect:', `http://127.0.0.1:${port}/count/upload`],
-          'speed_upload',
-        ),
+      const [upSpeed, upFault] = transfer(
+        pid,
+        ['-T', uploadFile, '-H', 'Expect:', `${url}/count/upload`],
+        'speed_upload',
       );
+      down[i]!.push(downSpeed);
+      downFaults[i]!.push(downFault);
+      up[i]!.push(upSpeed);
+      upFaults[i]!.push(upFault);
     }
   }
   return routes.map(([route], i) => ({
     route,
     downloadMBps: median(down[i]!),
     uploadMBps: median(up[i]!),
+    downloadFaultsPerMiB: median(downFaults[i]!),
+    uploadFaultsPerMiB: median(upFaults[i]!),
   }));
 }
 
@@ -329,16 +358,23 @@ export async function measureFronts(plan: FrontPlan): Promise<FrontOutcome> {
     const nginxPort = nginx?.port;
     if (plan.bulkRounds > 0) {
       const relay = startNode(RELAY, [String(proxied.childPort)]);
+      // glibc's own default, set through the environment, which liveroll then leaves alone.
+      const defaultHeap = await startLiveroll(dir, 'proxy', {
+        name: 'default-heap',
+        env: { MALLOC_TRIM_THRESHOLD_: String(128 * 1024) },
+      });
+      running.push(defaultHeap.proc);
       try {
         const { port: relayPort } = (await relay.line('listening', 10_000)) as { port: number };
         const uploadFile = path.join(dir, 'upload.bin');
         fs.writeFileSync(uploadFile, '');
         fs.truncateSync(uploadFile, plan.bulkBytes);
-        const routes: [string, number][] = [
-          ['direct', proxied.childPort],
-          ...(nginxPort === undefined ? [] : [['nginx', nginxPort] as [string, number]]),
-          ['plain Node pipe', relayPort],
-          ['liveroll proxy', proxied.publicPort],
+        const routes: BulkRoute[] = [
+          ['direct', proxied.childPort, 0],
+          ...(nginxPort === undefined ? [] : [['nginx', nginxPort, 0] as BulkRoute]),
+          ['plain Node pipe', relayPort, relay.pid],
+          ['liveroll proxy', proxied.publicPort, proxied.pid],
+          ["liveroll proxy, glibc's default trimming", defaultHeap.publicPort, defaultHeap.pid],
         ];
         outcome.bulk = await measureBulk(plan, routes, uploadFile);
       } finally {
@@ -397,12 +433,19 @@ export function frontReport(outcome: FrontOutcome): string {
     const gib = (plan.bulkBytes / 2 ** 30).toFixed(2);
     lines.push(
       '',
-      `Bulk transfers with curl, ${gib} GiB each way, ${plan.bulkRounds} rounds (medians, MB/s)`,
+      `Bulk transfers with curl, ${gib} GiB each way, ${plan.bulkRounds} rounds (medians: MB/s, and minor page faults of the relaying process per MiB)`,
     );
+    const faults = (v: number): string => (Number.isNaN(v) ? '-' : v.toFixed(1));
     lines.push(
       table(
-        ['route', 'download', 'upload'],
-        outcome.bulk.map((b) => [b.route, b.downloadMBps.toFixed(0), b.uploadMBps.toFixed(0)]),
+        ['route', 'download', 'upload', 'faults/MiB down', 'faults/MiB up'],
+        outcome.bulk.map((b) => [
+          b.route,
+          b.downloadMBps.toFixed(0),
+          b.uploadMBps.toFixed(0),
+          faults(b.downloadFaultsPerMiB),
+          faults(b.uploadFaultsPerMiB),
+        ]),
       ),
     );
   }

@@ -66,17 +66,21 @@ export interface StartedLiveroll {
 export function startLiveroll(
   dir: string,
   mode: 'proxy' | 'direct' = 'proxy',
+  /** A second instance in the same `dir` needs its own name; `env` is added to ours. */
+  extra: { name?: string; env?: NodeJS.ProcessEnv } = {},
 ): Promise<StartedLiveroll> {
+  const name = extra.name ?? mode;
   const exec = `exec '${process.execPath}' '${app}' --port <<PORT>>`;
   const args = [
     cli,
     ...['--mode', mode, '--port', '0', '--child-port1', '0', '--child-port2', '0'],
     ...['--id', 'echo v1', '--exec', exec, '--interval', '0'],
     ...['--log-format', 'json', '--log-level', 'info'],
-    ...['--coordination-dir', join(dir, `coord-${mode}`), '--instance-id', mode],
+    ...['--coordination-dir', join(dir, `coord-${name}`), '--instance-id', name],
     ...['--health-interval', '20ms'],
   ];
   const proc = spawn(process.execPath, args, {
+    env: { ...process.env, ...extra.env },
     detached: true,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -85,10 +89,10 @@ export function startLiveroll(
     let childPid = 0;
     let buffered = '';
     const timer = setTimeout(
-      () => reject(new Error(`liveroll (${mode}) did not start within 30 s`)),
+      () => reject(new Error(`liveroll (${name}) did not start within 30 s`)),
       30_000,
     );
-    proc.on('exit', (code) => reject(new Error(`liveroll (${mode}) exited with ${code}`)));
+    proc.on('exit', (code) => reject(new Error(`liveroll (${name}) exited with ${code}`)));
     proc.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
       buffered += chunk;
       const lines = buffered.split('\n');
@@ -130,6 +134,16 @@ export function cpuUs(...pids: number[]): number {
     }
   }
   return (ticks * 1e6) / 100;
+}
+
+/** Minor page faults of a process so far (minflt from /proc); 0 for one that is gone. */
+export function minorFaults(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
+  } catch {
+    return 0;
+  }
 }
 
 /** One round of closed-loop load: `connections` loops, each one request at a time. */

@@ -119,15 +119,20 @@ export class LiverollInstance {
     return listener;
   }
 
-  private serve(proxy: ReverseProxy, handle: { fd: number }): Promise<void> {
+  private async serve(proxy: ReverseProxy, handle: { fd: number }): Promise<void> {
     const server = proxy.server;
-    return new Promise((resolve, reject) => {
+    // Bodies pass through this process in fresh malloc'ed blocks: keep the heap's freed pages
+    // rather than faulting them in again for every burst (src/memory.ts; the core is loaded by
+    // now, the listener came from it).
+    const { setMallocTrimThreshold } = await import('../index.js');
+    const allocator = setMallocTrimThreshold();
+    await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(handle, () => {
         server.off('error', reject);
         this.serving = true;
         const address = server.address() as AddressInfo;
-        this.log.info({ port: address.port, address: address.address }, 'serving');
+        this.log.info({ port: address.port, address: address.address, allocator }, 'serving');
         resolve();
       });
     });

@@ -1,0 +1,33 @@
+// The C library's allocator, for a process that moves bulk data through Node's sockets.
+//
+// Node reads a socket into a fresh 64 KiB block from malloc and frees it once the bytes are
+// written on. A proxy keeps a few MiB of such blocks in flight; when they are freed together,
+// glibc gives the top of the heap back to the kernel (past M_TRIM_THRESHOLD, 128 KiB by default)
+// and the next reads fault every page in again. Measured through liveroll: 40,000 minor faults
+// per 256 MiB moved, and system time 2.4x a plain pipe's. A higher threshold keeps those pages.
+#include <malloc.h>
+
+#include <climits>
+
+#include "addon.h"
+#include "arguments.h"
+
+namespace tableroll {
+
+// True when the threshold was set; false where the C library has no such knob (musl).
+static Napi::Value SetMallocTrimThreshold(const Napi::CallbackInfo& info) {
+  int bytes;
+  if (!ReadInt(info, 0, "bytes", 0, INT_MAX, &bytes)) return {};
+#if defined(__GLIBC__)
+  return Napi::Boolean::New(info.Env(), mallopt(M_TRIM_THRESHOLD, bytes) == 1);
+#else
+  return Napi::Boolean::New(info.Env(), false);
+#endif
+}
+
+void RegisterMemory(Napi::Env env, Napi::Object exports) {
+  exports.Set("setMallocTrimThreshold",
+              Napi::Function::New(env, SetMallocTrimThreshold, "setMallocTrimThreshold"));
+}
+
+}  // namespace tableroll
