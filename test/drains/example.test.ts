@@ -6,25 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import net from 'node:net';
-import { ROOT, httpGet, startCommand, tempDir } from '../support/helpers.js';
-
-/** Ports the kernel picks as free now (held together, so they differ), then released. */
-async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<net.Server>((resolve) => {
-          const server = net.createServer();
-          server.listen(0, '127.0.0.1', () => resolve(server));
-        }),
-    ),
-  );
-  const ports = servers.map((server) => (server.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
-  return ports;
-}
+import { ROOT, httpGet, portsToBindLater, startCommand, tempDir } from '../support/helpers.js';
 
 const EXAMPLE = path.join(ROOT, 'dist/examples/http-server.js');
 
@@ -61,7 +43,7 @@ describe('examples/http-server', () => {
 
   it('regression: a next version on another --port leaves the old port refusing, not hanging', async (t) => {
     const dir = tempDir(t);
-    const [portA = 0, portB = 0] = await freePorts(2);
+    const [portA = 0, portB = 0] = await portsToBindLater(2);
     const first = startCommand(t, process.execPath, [EXAMPLE, '--dir', dir, '--port', `${portA}`]);
     await first.line('ready');
     const second = startCommand(t, process.execPath, [EXAMPLE, '--dir', dir, '--port', `${portB}`]);

@@ -17,6 +17,7 @@ import { native } from '../../src/native.js';
 import {
   httpGet,
   openFdCount,
+  portsToBindLater,
   startFixture,
   tempDir,
   until,
@@ -24,15 +25,6 @@ import {
 } from '../support/helpers.js';
 
 const FIXTURE = 'upgrader-process.js';
-
-/** A port that was free a moment ago, for processes that must bind the same one again. */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 function start(t: TestContext, dir: string, id: string, port: number, ...more: string[]): Child {
   return startFixture(t, FIXTURE, [
@@ -72,7 +64,7 @@ describe('the newcomer killed at each step of a handoff', () => {
   for (const step of NEWCOMER_STEPS) {
     it(`at ${step}: the owner keeps serving without losing a request, and the next upgrade works`, async (t) => {
       const dir = tempDir(t);
-      const port = await freePort();
+      const port = (await portsToBindLater(1))[0]!;
       const owner = start(t, dir, 'a', port);
       await owner.line('ready');
       const before = await fdCount(owner);
@@ -115,7 +107,7 @@ describe('the owner killed at each step of a handoff', () => {
   for (const [step, kept] of OWNER_STEPS) {
     it(`at ${step}: the newcomer serves with what it got, leaks nothing, and hands over next`, async (t) => {
       const dir = tempDir(t);
-      const port = await freePort();
+      const port = (await portsToBindLater(1))[0]!;
       const owner = start(t, dir, 'a', port, '--die-at', step);
       await owner.line('ready');
       const fdsBefore = openFdCount();
@@ -180,7 +172,7 @@ describe('a SIGKILLed owner', () => {
 describe('what crashes leave in the coordination directory', () => {
   it('random kills of newcomers and owners leave only pid and live sockets once an owner is ready', async (t) => {
     const dir = tempDir(t);
-    const port = await freePort();
+    const port = (await portsToBindLater(1))[0]!;
     const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)]!;
     const kills: string[] = [];
     let owner = start(t, dir, 'o0', port);

@@ -6,8 +6,6 @@
  * connections, not one request fails.
  */
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { WebSocket } from 'ws';
@@ -22,6 +20,7 @@ import {
   tempDir,
   type Liveroll,
 } from '../support/liveroll-harness.js';
+import { portsToBindLater } from '../support/helpers.js';
 
 const TIMEOUT = { timeout: 90_000 };
 
@@ -84,14 +83,8 @@ test(
   'takeover with fixed child ports: the newcomer passes over the port the old child holds',
   TIMEOUT,
   async (t) => {
-    const holders = [createServer(), createServer()];
-    for (const h of holders) {
-      h.listen(0, '127.0.0.1');
-      await once(h, 'listening');
-    }
-    const ports = holders.map((h) => String((h.address() as AddressInfo).port));
-    await Promise.all(holders.map((h) => new Promise((resolve) => h.close(resolve))));
-    const fixed = ['--child-port1', ports[0] ?? '', '--child-port2', ports[1] ?? ''];
+    const [port1 = 0, port2 = 0] = await portsToBindLater(2);
+    const fixed = ['--child-port1', String(port1), '--child-port2', String(port2)];
     await takeover(t, fixed, fixed);
   },
 );

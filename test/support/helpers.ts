@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -174,4 +175,54 @@ export function certificate(dir: string): { cert: string; key: string } {
     { stdio: 'ignore' },
   );
   return { cert, key };
+}
+
+/** Binds 127.0.0.1:`port` (0: any) and resolves with the server, or null when it is taken. */
+function tryListen(port: number): Promise<net.Server | null> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(null));
+    server.listen(port, '127.0.0.1', () => resolve(server));
+  });
+}
+
+/** Ports the kernel never hands out on its own: below and above ip_local_port_range. */
+function portsOutsideEphemeralRange(): [number, number][] {
+  let low = 32768;
+  let high = 60999;
+  try {
+    const text = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8');
+    [low = low, high = high] = text.trim().split(/\s+/).map(Number);
+  } catch {
+    // not Linux's procfs: the usual range
+  }
+  const spans: [number, number][] = [
+    [10_000, low - 1],
+    [high + 1, 65_535],
+  ];
+  return spans.filter(([from, to]) => to - from >= 1000);
+}
+
+/**
+ * `count` different ports, free now, for processes that bind them later. A port released after
+ * `listen(0)` lies in the kernel's ephemeral range, and under load an outgoing connection can
+ * take it as its local port before the process binds it (EADDRINUSE: seen once in 5 matrix
+ * runs). These are picked at random outside that range, as an operator's fixed ports are, and
+ * checked by binding them. Where the range leaves no room, they come from `listen(0)`.
+ */
+export async function portsToBindLater(count: number): Promise<number[]> {
+  const spans = portsOutsideEphemeralRange();
+  const held: net.Server[] = [];
+  try {
+    for (let attempt = 0; held.length < count && attempt < 100 * count; attempt++) {
+      const span = spans[attempt % Math.max(1, spans.length)];
+      const port = span ? span[0] + Math.floor(Math.random() * (span[1] - span[0] + 1)) : 0;
+      const server = await tryListen(port);
+      if (server !== null) held.push(server);
+    }
+    if (held.length < count) throw new Error(`no ${count} free ports on 127.0.0.1`);
+    return held.map((server) => (server.address() as net.AddressInfo).port);
+  } finally {
+    await Promise.all(held.map((server) => new Promise((resolve) => server.close(resolve))));
+  }
 }
