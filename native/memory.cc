@@ -1,10 +1,10 @@
 // The C library's allocator, for a process that moves bulk data through Node's sockets.
 //
-// Node reads a socket into a fresh 64 KiB block from malloc and frees it once the bytes are
-// written on. A proxy keeps a few MiB of such blocks in flight; when they are freed together,
-// glibc gives the top of the heap back to the kernel (past M_TRIM_THRESHOLD, 128 KiB by default)
-// and the next reads fault every page in again. Measured through liveroll: 40,000 minor faults
-// per 256 MiB moved, and system time 2.4x a plain pipe's. A higher threshold keeps those pages.
+// Node reads a socket into a fresh block from malloc, freed when the garbage collector finds it
+// unused. When many MiB of them are freed together, glibc gives the top of the heap back to the
+// kernel (past M_TRIM_THRESHOLD, 128 KiB by default) and the next reads fault every page in
+// again: up to 40,000 minor faults per 256 MiB through liveroll, and 2.4x a plain pipe's system
+// time. A higher threshold keeps those pages (src/memory.ts).
 #include <malloc.h>
 
 #include <climits>

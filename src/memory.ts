@@ -2,12 +2,13 @@
  * One allocator setting for processes that move bulk data through Node's sockets, such as
  * liveroll's proxy.
  *
- * Node reads each socket chunk into a fresh block from the C library's malloc and frees it once
- * the chunk has been written on. A proxy keeps a few MiB of such blocks in flight. When they
- * are freed, glibc returns the top of its heap to the kernel as soon as more than 128 KiB is
- * free there, and the next reads fault those pages back in one by one. Through liveroll's proxy
- * that was 40,000 minor faults per 256 MiB moved, and 2.4 times the system time of a plain
- * Node pipe; with the heap kept, the faults went to near zero (docs/benchmarks.md).
+ * Node reads each socket chunk into a fresh block from the C library's malloc, freed when the
+ * garbage collector finds the chunk unused. A proxy has many MiB of such blocks alive between
+ * collections. When they are freed, glibc returns the top of its heap to the kernel as soon as
+ * more than 128 KiB is free there, and the next reads fault those pages back in one by one.
+ * Through liveroll's proxy that was up to 40,000 minor faults per 256 MiB moved, and 2.4 times
+ * the system time of a plain Node pipe. With a 4 MiB threshold the faults stayed; with 32 MiB
+ * they went to near zero (docs/benchmarks.md).
  */
 import { native } from './native.js';
 
@@ -20,7 +21,7 @@ export type MallocTrimResult =
   /** The C library has no such setting (musl, for example). */
   | 'unsupported';
 
-/** The threshold liveroll's proxy asks for: the bursts measured there stayed below it. */
+/** The threshold liveroll's proxy asks for (4 MiB was measured too small there). */
 export const BULK_TRIM_THRESHOLD = 32 * 1024 * 1024;
 
 /**
