@@ -238,18 +238,16 @@ function curlMBps(args: string[], metric: 'speed_download' | 'speed_upload'): nu
   return Number(speed) / 1e6;
 }
 
-/** Bulk routes: the app, nginx, the plain Node pipe, liveroll's proxy. */
+/** Bulk routes: the app, nginx, the plain Node pipe, liveroll's proxy on both heap settings. */
 async function measureBulk(
   plan: FrontPlan,
   routes: BulkRoute[],
   uploadFile: string,
 ): Promise<BulkSummary[]> {
-  const down: number[][] = routes.map(() => []);
-  const up: number[][] = routes.map(() => []);
-  const downFaults: number[][] = routes.map(() => []);
-  const upFaults: number[][] = routes.map(() => []);
+  type Sample = Omit<BulkSummary, 'route'>;
+  const samples: Sample[][] = routes.map(() => []);
   const mib = plan.bulkBytes / 2 ** 20;
-  /** Runs one transfer; returns its MB/s and the relay's minor faults per MiB meanwhile. */
+  /** One transfer: its MB/s and the relay's minor faults per MiB meanwhile (NaN: no relay). */
   const transfer = (
     pid: number,
     args: string[],
@@ -262,28 +260,26 @@ async function measureBulk(
   for (let round = 0; round < plan.bulkRounds; round++) {
     for (const [i, [, port, pid]] of routes.entries()) {
       const url = `http://127.0.0.1:${port}`;
-      const [downSpeed, downFault] = transfer(
+      const [downloadMBps, downloadFaultsPerMiB] = transfer(
         pid,
         [`${url}/big?bytes=${plan.bulkBytes}`],
         'speed_download',
       );
-      const [upSpeed, upFault] = transfer(
+      const [uploadMBps, uploadFaultsPerMiB] = transfer(
         pid,
         ['-T', uploadFile, '-H', 'Expect:', `${url}/count/upload`],
         'speed_upload',
       );
-      down[i]!.push(downSpeed);
-      downFaults[i]!.push(downFault);
-      up[i]!.push(upSpeed);
-      upFaults[i]!.push(upFault);
+      samples[i]!.push({ downloadMBps, uploadMBps, downloadFaultsPerMiB, uploadFaultsPerMiB });
     }
   }
+  const med = (i: number, key: keyof Sample): number => median(samples[i]!.map((s) => s[key]));
   return routes.map(([route], i) => ({
     route,
-    downloadMBps: median(down[i]!),
-    uploadMBps: median(up[i]!),
-    downloadFaultsPerMiB: median(downFaults[i]!),
-    uploadFaultsPerMiB: median(upFaults[i]!),
+    downloadMBps: med(i, 'downloadMBps'),
+    uploadMBps: med(i, 'uploadMBps'),
+    downloadFaultsPerMiB: med(i, 'downloadFaultsPerMiB'),
+    uploadFaultsPerMiB: med(i, 'uploadFaultsPerMiB'),
   }));
 }
 

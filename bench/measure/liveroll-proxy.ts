@@ -121,29 +121,29 @@ export interface RoundResult {
   cpuUsPerRequest: number;
 }
 
+/** The fields of /proc/<pid>/stat after the command name (state first); null once it exited. */
+function statFields(pid: number): string[] | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return null;
+  }
+}
+
 /** CPU time (utime + stime from /proc) of processes so far, in us; 0 for one that is gone. */
 export function cpuUs(...pids: number[]): number {
   let ticks = 0;
   for (const pid of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      // exited
-    }
+    const fields = statFields(pid);
+    if (fields !== null) ticks += Number(fields[11]) + Number(fields[12]);
   }
   return (ticks * 1e6) / 100;
 }
 
 /** Minor page faults of a process so far (minflt from /proc); 0 for one that is gone. */
 export function minorFaults(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
-  } catch {
-    return 0;
-  }
+  return Number(statFields(pid)?.[7] ?? 0);
 }
 
 /** One round of closed-loop load: `connections` loops, each one request at a time. */

@@ -23,6 +23,7 @@ import {
   type Line,
   type Liveroll,
 } from '../support/liveroll-harness.js';
+import { onGlibc } from '../support/helpers.js';
 
 const TIMEOUT = { timeout: 60_000 };
 
@@ -87,9 +88,7 @@ test(
     assert.equal(readFileSync(join(dir, 'pulled'), 'utf8'), 'pulled\n', '--pull ran');
     assert.equal(await nameVia(run), 'v1');
     // The proxy keeps freed heap pages for bulk bodies where the C library allows it (glibc).
-    const report = process.report.getReport() as { header?: { glibcVersionRuntime?: string } };
-    const glibc = typeof report.header?.glibcVersionRuntime === 'string';
-    assert.equal(run.matching(msg('serving'))[0]?.allocator, glibc ? 'set' : 'unsupported');
+    assert.equal(run.matching(msg('serving'))[0]?.allocator, onGlibc() ? 'set' : 'unsupported');
     const listening = run.lines.find((l) => String(l.msg).includes('"event":"listening"'));
     assert.equal(listening?.child, 'child-1', "the child's stdout is attributed to it");
     assert.equal(listening?.stream, 'stdout');

@@ -9,12 +9,7 @@ import { test } from 'node:test';
 
 import { BULK_TRIM_THRESHOLD, setMallocTrimThreshold } from '../../src/index.js';
 import { native } from '../../src/native.js';
-
-/** glibc reports its version in Node's diagnostic report; musl does not. */
-function onGlibc(): boolean {
-  const report = process.report.getReport() as { header?: { glibcVersionRuntime?: string } };
-  return typeof report.header?.glibcVersionRuntime === 'string';
-}
+import { onGlibc } from '../support/helpers.js';
 
 test('the threshold is set where the C library has it, and refused nowhere else', () => {
   const expected = onGlibc() ? 'set' : 'unsupported';

@@ -226,3 +226,9 @@ export async function portsToBindLater(count: number): Promise<number[]> {
     await Promise.all(held.map((server) => new Promise((resolve) => server.close(resolve))));
   }
 }
+
+/** True on glibc, which reports its version in Node's diagnostic report (musl does not). */
+export function onGlibc(): boolean {
+  const report = process.report.getReport() as { header?: { glibcVersionRuntime?: string } };
+  return typeof report.header?.glibcVersionRuntime === 'string';
+}
