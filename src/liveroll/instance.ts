@@ -155,9 +155,13 @@ export class LiverollInstance {
     const { drainTimeoutMs } = this.options;
     await this.supervisor.halt();
     if (this.serving && this.listener !== undefined && this.proxy !== undefined) {
-      // Upgraded connections count for the server's close, and only we can end them.
-      this.proxy.closeTunnels();
-      const clean = await this.listener.drain(this.proxy.server, drainTimeoutMs);
+      // Upgraded connections and the fast lane's count for the server's close, and only we
+      // can end them.
+      const proxy = this.proxy;
+      proxy.startDrain();
+      const clean = await this.listener.drain(proxy.server, drainTimeoutMs, () =>
+        proxy.destroyConnections(),
+      );
       if (!clean) this.log.warn('connections outlived the drain timeout and were closed');
     } else {
       // Direct mode: our copy of the socket goes; the children (and a newer instance's) keep

@@ -127,13 +127,18 @@ export class PublicListener {
    * Stops `server` accepting and waits up to `timeoutMs` for its connections to finish their
    * requests (tableroll's drain: keep-alive clients get `Connection: close`, never a reset),
    * then lets go of our copy of the socket so nothing queues on it. Resolves true when every
-   * connection ended in time.
+   * connection ended in time; otherwise `onForced` ends those the server does not track.
    */
-  async drain(server: Server, timeoutMs: number): Promise<boolean> {
+  async drain(
+    server: Server,
+    timeoutMs: number,
+    onForced: () => void = () => {},
+  ): Promise<boolean> {
     const { drainHttpServer } = await tableroll();
     const drained = drainHttpServer(server, { timeoutMs });
     this.stop();
     const result = await drained;
+    if (result.forced) onForced();
     return !result.forced;
   }
 

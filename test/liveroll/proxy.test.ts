@@ -9,11 +9,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { test } from 'node:test';
 import { WebSocket } from 'ws';
 import { connectionCap } from '../../src/liveroll/proxy/proxy.js';
-import { deadPort, startProxy } from '../support/proxy-kit.js';
+import { deadPort, rawExchange, startProxy } from '../support/proxy-kit.js';
 import {
   fetchOnce,
   jsonOf,
@@ -297,29 +297,6 @@ test(
     assert.equal(proxy.rotation.all()[0]?.active, 0, 'nothing left in flight');
   },
 );
-
-/**
- * Everything a raw client connection receives until the proxy closes it; `onData` sees what
- * arrived so far after each chunk, and may write more.
- */
-async function rawExchange(
-  port: number,
-  bytes: string,
-  onData: (received: string, client: Socket) => void = () => {},
-): Promise<string> {
-  const client = connect(port, '127.0.0.1');
-  let received = '';
-  client.setEncoding('utf8').on('data', (chunk: string) => {
-    received += chunk;
-    onData(received, client);
-  });
-  // A reset after the answer is fine: what matters is what arrived.
-  const closed = new Promise((resolve) => client.on('close', resolve));
-  client.on('error', () => {});
-  client.write(bytes);
-  await closed;
-  return received;
-}
 
 test(
   'regression: oversized headers get 431, CONNECT 405, headers trickled too slowly 408, and connections are capped',

@@ -1,9 +1,9 @@
 /**
- * A ReverseProxy listening on an ephemeral loopback port, closed when the test ends, and a port
- * nobody listens on: what the proxy tests start from.
+ * A ReverseProxy listening on an ephemeral loopback port, closed when the test ends, a port
+ * nobody listens on, and a raw client: what the proxy tests start from.
  */
 import { once } from 'node:events';
-import { createServer, type AddressInfo } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import type { TestContext } from 'node:test';
 import { ReverseProxy, type ProxyOptions } from '../../src/liveroll/proxy/proxy.js';
 import { silentLogger } from '../../src/liveroll/logger.js';
@@ -22,6 +22,7 @@ export async function startProxy(
   proxy.server.listen(0, '127.0.0.1');
   await once(proxy.server, 'listening');
   t.after(async () => {
+    proxy.lane?.destroyAll();
     proxy.server.closeAllConnections();
     proxy.server.close();
     await proxy.close();
@@ -37,4 +38,27 @@ export async function deadPort(): Promise<number> {
   server.close();
   await once(server, 'close');
   return port;
+}
+
+/**
+ * Everything a raw client connection receives until the proxy closes it; `onData` sees what
+ * arrived so far after each chunk, and may write more.
+ */
+export async function rawExchange(
+  port: number,
+  bytes: string,
+  onData: (received: string, client: Socket) => void = () => {},
+): Promise<string> {
+  const client = connect(port, '127.0.0.1');
+  let received = '';
+  client.setEncoding('utf8').on('data', (chunk: string) => {
+    received += chunk;
+    onData(received, client);
+  });
+  // A reset after the answer is fine: what matters is what arrived.
+  const closed = new Promise((resolve) => client.on('close', resolve));
+  client.on('error', () => {});
+  client.write(bytes);
+  await closed;
+  return received;
 }

@@ -20,6 +20,11 @@ export interface ProxyOptions {
   retryAfterSeconds?: number;
   /** Time a client has to send a request's headers (default 30 s; 0 disables). */
   clientHeadersTimeoutMs?: number;
+  /**
+   * Serve plain requests on the fast lane (fast-lane.ts) rather than through http.Server; on
+   * unless false.
+   */
+  fastLane?: boolean;
   /** Most client connections at once (default: from the descriptor limit, see connectionCap). */
   maxConnections?: number;
   logger: Logger;

@@ -22,7 +22,7 @@ const connectionErrors = new Set([
 ]);
 
 /** More than one Host header: RFC 9112 3.2 says such a request gets 400. */
-function hostCount(raw: readonly string[]): number {
+export function hostCount(raw: readonly string[]): number {
   let count = 0;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] ?? '';
@@ -31,11 +31,119 @@ function hostCount(raw: readonly string[]): number {
   return count;
 }
 
+/**
+ * The client's half of an exchange: the request, and where its answer goes. Node's http.Server
+ * gives one (HttpClient below), and so does the proxy's fast lane (fast-lane.ts).
+ */
+export interface ClientSide {
+  readonly method: string;
+  /** The request target, origin-form. */
+  readonly url: string;
+  /** The body: streamed from the client, or already read whole; undefined when there is none. */
+  readonly body: IncomingMessage | Buffer | undefined;
+  /** The headers to send to a child (forward-headers.ts). */
+  forwardHeaders(): string[];
+  /** Starts the response with the child's status and headers (raw, hop-by-hop included). */
+  respond(status: number, rawHeaders: readonly string[], message: string): void;
+  /** Writes a chunk of the body; false asks the writer to wait for `onceDrained`. */
+  write(chunk: Buffer): boolean;
+  /** Calls `listener` once when the client has taken what was written. */
+  onceDrained(listener: () => void): void;
+  /** Ends the response, with the child's trailers (a flat list, often empty). */
+  end(trailers: string[]): void;
+  /** Cuts a response that has started. */
+  destroy(err: Error): void;
+  /** Answers with liveroll's own status and message, or cuts a response that has started. */
+  reject(status: number, message: string): void;
+  /** Calls `listener` once if the client leaves before the response ended. */
+  onGone(listener: () => void): void;
+}
+
+/** A request Node's http.Server parsed, answered through its ServerResponse. */
+export class HttpClient implements ClientSide {
+  readonly method: string;
+  readonly url: string;
+  readonly body: IncomingMessage | undefined;
+
+  constructor(
+    private readonly proxy: ProxyContext,
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+  ) {
+    this.method = req.method ?? 'GET';
+    this.url = req.url ?? '/';
+    const length = req.headers['content-length'];
+    const hasBody =
+      req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+    this.body = hasBody ? req : undefined;
+  }
+
+  forwardHeaders(): string[] {
+    return forwardRequestHeaders(this.req, {
+      trustForwardHeaders: this.proxy.options.trustForwardHeaders,
+      upgrade: false,
+    });
+  }
+
+  respond(status: number, rawHeaders: readonly string[], message: string): void {
+    const out = forwardResponseHeaders(rawHeaders);
+    if (message) this.res.writeHead(status, message, out);
+    else this.res.writeHead(status, out);
+  }
+
+  write(chunk: Buffer): boolean {
+    return this.res.write(chunk);
+  }
+
+  onceDrained(listener: () => void): void {
+    this.res.once('drain', listener);
+  }
+
+  end(trailers: string[]): void {
+    // Trailers (a checksum, gRPC-web's status) go on to the client after the body.
+    if (trailers.length > 0) {
+      const pairs: [string, string][] = [];
+      for (let i = 0; i < trailers.length; i += 2) pairs.push([trailers[i]!, trailers[i + 1]!]);
+      this.res.addTrailers(pairs);
+    }
+    this.res.end();
+  }
+
+  destroy(err: Error): void {
+    this.res.destroy(err);
+  }
+
+  reject(status: number, message: string): void {
+    this.proxy.reject(this.res, status, message);
+  }
+
+  onGone(listener: () => void): void {
+    this.res.on('close', () => {
+      if (!this.res.writableFinished) listener();
+    });
+  }
+}
+
+/** Forwards a request Node's http.Server parsed, after the checks its parser leaves to us. */
+export function forwardHttpRequest(
+  proxy: ProxyContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+): void {
+  const client = new HttpClient(proxy, req, res);
+  if (!client.url.startsWith('/')) {
+    client.reject(400, 'liveroll: only origin-form request targets are proxied');
+  } else if (hostCount(req.rawHeaders) > 1) {
+    client.reject(400, 'liveroll: a request has one Host header at most');
+  } else {
+    new Exchange(proxy, client).start();
+  }
+}
+
 /** One client request, forwarded to one child or, when allowed, retried on another. */
 export class Exchange {
   private readonly tried = new Set<Backend>();
   private readonly idempotent: boolean;
-  private readonly hasBody: boolean;
   private headers: string[] | undefined;
   private bodyStarted = false;
   private responseStarted = false;
@@ -44,30 +152,16 @@ export class Exchange {
 
   constructor(
     readonly proxy: ProxyContext,
-    readonly req: IncomingMessage,
-    readonly res: ServerResponse,
+    readonly client: ClientSide,
   ) {
-    const method = req.method ?? 'GET';
-    this.idempotent = idempotentMethods.has(method);
-    const length = req.headers['content-length'];
-    this.hasBody =
-      req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+    this.idempotent = idempotentMethods.has(client.method);
   }
 
   start(): void {
-    this.res.on('close', () => {
-      if (this.res.writableFinished) return;
+    this.client.onGone(() => {
       this.clientGone = true;
       this.attempt?.abort(new Error('the client closed the connection'));
     });
-    if (!(this.req.url ?? '').startsWith('/')) {
-      this.proxy.reject(this.res, 400, 'liveroll: only origin-form request targets are proxied');
-      return;
-    }
-    if (hostCount(this.req.rawHeaders) > 1) {
-      this.proxy.reject(this.res, 400, 'liveroll: a request has one Host header at most');
-      return;
-    }
     this.send();
   }
 
@@ -75,24 +169,21 @@ export class Exchange {
   private send(): void {
     const backend = this.proxy.rotation.pick(this.tried);
     if (backend === undefined) {
-      if (this.tried.size === 0) this.proxy.reject(this.res, 503, 'liveroll: no healthy child');
-      else this.proxy.reject(this.res, 502, 'liveroll: no child could be reached');
+      if (this.tried.size === 0) this.client.reject(503, 'liveroll: no healthy child');
+      else this.client.reject(502, 'liveroll: no child could be reached');
       return;
     }
     this.tried.add(backend);
-    this.headers ??= forwardRequestHeaders(this.req, {
-      trustForwardHeaders: this.proxy.options.trustForwardHeaders,
-      upgrade: false,
-    });
+    this.headers ??= this.client.forwardHeaders();
     const attempt = new Attempt(this, backend);
     this.attempt = attempt;
     // Every failure, a refused connection included, comes back through the handler.
     attempt.control = backend.pool.dispatch(
       {
-        path: this.req.url ?? '/',
-        method: this.req.method ?? 'GET',
+        path: this.client.url,
+        method: this.client.method,
         headers: this.headers,
-        body: this.hasBody ? this.req : undefined,
+        body: this.client.body,
       },
       attempt,
     );
@@ -100,7 +191,7 @@ export class Exchange {
 
   /** The request reached a connection: a body read from here on cannot be sent again. */
   requestStarted(): void {
-    if (this.hasBody) this.bodyStarted = true;
+    if (this.client.body !== undefined) this.bodyStarted = true;
   }
 
   /** Called when an attempt failed before a response started; retries or answers 502/504. */
@@ -119,8 +210,8 @@ export class Exchange {
     log.warn(
       {
         child: attempt.backend.name,
-        method: this.req.method,
-        url: this.req.url,
+        method: this.client.method,
+        url: this.client.url,
         err: describeError(err),
         retry: canRetry,
       },
@@ -128,23 +219,17 @@ export class Exchange {
     );
     if (canRetry) return this.send();
     if (this.responseStarted) {
-      this.res.destroy(err);
+      this.client.destroy(err);
       return;
     }
     const timedOut = code === 'UPSTREAM_HEADERS_TIMEOUT';
-    this.proxy.reject(
-      this.res,
-      timedOut ? 504 : 502,
-      `liveroll: the child failed (${code || err.message})`,
-    );
+    this.client.reject(timedOut ? 504 : 502, `liveroll: the child failed (${code || err.message})`);
   }
 
   /** Starts the client's response from the child's status and headers. */
-  respond(status: number, rawHeaders: readonly string[], message?: string): void {
+  respond(status: number, rawHeaders: readonly string[], message: string): void {
     this.responseStarted = true;
-    const out = forwardResponseHeaders(rawHeaders);
-    if (message) this.res.writeHead(status, message, out);
-    else this.res.writeHead(status, out);
+    this.client.respond(status, rawHeaders, message);
   }
 }
 
@@ -179,25 +264,22 @@ class Attempt implements UpstreamHandler {
   }
 
   onResponseData(chunk: Buffer): boolean {
-    const res = this.exchange.res;
-    if (res.write(chunk) || this.waitingForDrain) return true;
+    const client = this.exchange.client;
+    // A chunk that comes while we wait (the rest of one read) is written all the same.
+    if (client.write(chunk) || this.waitingForDrain) return true;
     this.waitingForDrain = true;
-    res.once('drain', () => {
-      this.waitingForDrain = false;
-      this.control?.resume();
-    });
+    client.onceDrained(this.drained);
     return false;
   }
 
+  private readonly drained = (): void => {
+    this.waitingForDrain = false;
+    this.control?.resume();
+  };
+
   onResponseEnd(trailers: string[]): void {
     this.finish();
-    // Trailers (a checksum, gRPC-web's status) go on to the client after the body.
-    if (trailers.length > 0) {
-      const pairs: [string, string][] = [];
-      for (let i = 0; i < trailers.length; i += 2) pairs.push([trailers[i]!, trailers[i + 1]!]);
-      this.exchange.res.addTrailers(pairs);
-    }
-    this.exchange.res.end();
+    this.exchange.client.end(trailers);
   }
 
   onResponseError(err: UpstreamError): void {

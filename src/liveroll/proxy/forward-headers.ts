@@ -30,22 +30,26 @@ const forwarded = new Set([
 const none: ReadonlySet<string> = new Set();
 
 /** Lower-case header names listed in a Connection header, which are hop-by-hop too. */
-function connectionTokens(value: string | string[] | undefined): ReadonlySet<string> {
+function connectionTokens(value: string | undefined): ReadonlySet<string> {
   // The usual values name no other header: skip the parsing on the hot path.
   if (value === undefined || value === 'keep-alive' || value === 'close') return none;
-  const text = Array.isArray(value) ? value.join(',') : value;
   return new Set(
-    text
+    value
       .split(',')
       .map((t) => t.trim().toLowerCase())
       .filter((t) => t !== ''),
   );
 }
 
-/** The client's address without the IPv4-mapped prefix (`::ffff:127.0.0.1` -> `127.0.0.1`). */
-export function clientAddress(req: IncomingMessage): string {
-  const address = req.socket.remoteAddress ?? '';
+/** An address without the IPv4-mapped prefix (`::ffff:127.0.0.1` -> `127.0.0.1`). */
+export function plainAddress(address: string | undefined): string {
+  if (address === undefined) return '';
   return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
+
+/** The client's address without the IPv4-mapped prefix. */
+export function clientAddress(req: IncomingMessage): string {
+  return plainAddress(req.socket.remoteAddress);
 }
 
 /** How to build the headers of a forwarded request. */
@@ -55,42 +59,86 @@ export interface ForwardOptions {
   upgrade: boolean;
 }
 
+/** Joins a repeated header's values the way Node's `req.headers` does. */
+function join(prior: string | undefined, value: string): string {
+  return prior === undefined ? value : `${prior}, ${value}`;
+}
+
 /**
  * The headers to send to the child, as a flat `[name, value, ...]` list in the client's order
  * and spelling. `Expect` is dropped: Node has already answered `100 Continue` to the client.
  */
 export function forwardRequestHeaders(req: IncomingMessage, options: ForwardOptions): string[] {
-  const dropped = connectionTokens(req.headers.connection);
-  const out: string[] = [];
-  const raw = req.rawHeaders;
+  return forwardRawHeaders(req.rawHeaders, req.socket.remoteAddress, options);
+}
+
+/**
+ * forwardRequestHeaders from the parts: the client's raw `[name, value, ...]` list and the
+ * address it connected from.
+ */
+export function forwardRawHeaders(
+  raw: readonly string[],
+  remoteAddress: string | undefined,
+  options: ForwardOptions,
+): string[] {
+  // One pass finds what the rewriting needs; a second copies what may go on.
+  let connection: string | undefined;
+  let upgrade: string | undefined;
+  let host: string | undefined;
+  let priorFor: string | undefined;
+  let priorProto: string | undefined;
+  let priorHost: string | undefined;
+  let standard: string | undefined;
+  const lowered: string[] = new Array<string>(raw.length >> 1);
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] ?? '';
-    const lower = name.toLowerCase();
+    const lower = (raw[i] ?? '').toLowerCase();
+    lowered[i >> 1] = lower;
+    const value = raw[i + 1] ?? '';
+    switch (lower) {
+      case 'connection':
+        connection = join(connection, value);
+        break;
+      case 'upgrade':
+        upgrade ??= value;
+        break;
+      case 'host':
+        host ??= value;
+        break;
+      case 'x-forwarded-for':
+        priorFor = join(priorFor, value);
+        break;
+      case 'x-forwarded-proto':
+        priorProto = join(priorProto, value);
+        break;
+      case 'x-forwarded-host':
+        priorHost = join(priorHost, value);
+        break;
+      case 'forwarded':
+        standard = join(standard, value);
+        break;
+    }
+  }
+  const dropped = connectionTokens(connection);
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const lower = lowered[i >> 1] ?? '';
     if (hopByHop.has(lower) || dropped.has(lower) || lower === 'expect' || forwarded.has(lower)) {
       continue;
     }
-    out.push(name, raw[i + 1] ?? '');
+    out.push(raw[i] ?? '', raw[i + 1] ?? '');
   }
-  if (options.upgrade && req.headers.upgrade !== undefined) {
-    out.push('connection', 'upgrade', 'upgrade', req.headers.upgrade);
+  if (options.upgrade && upgrade !== undefined) {
+    out.push('connection', 'upgrade', 'upgrade', upgrade);
   }
-  appendForwarded(out, req, options.trustForwardHeaders);
-  return out;
-}
-
-function appendForwarded(out: string[], req: IncomingMessage, trust: boolean): void {
-  const h = req.headers;
-  const joined = (v: string | string[] | undefined): string | undefined =>
-    Array.isArray(v) ? v.join(', ') : v;
-  const priorFor = trust ? joined(h['x-forwarded-for']) : undefined;
-  const ip = clientAddress(req);
-  out.push('x-forwarded-for', priorFor ? `${priorFor}, ${ip}` : ip);
-  out.push('x-forwarded-proto', (trust ? joined(h['x-forwarded-proto']) : undefined) ?? 'http');
-  const host = (trust ? joined(h['x-forwarded-host']) : undefined) ?? h.host;
-  if (host !== undefined) out.push('x-forwarded-host', host);
+  const trust = options.trustForwardHeaders;
+  const ip = plainAddress(remoteAddress);
+  out.push('x-forwarded-for', trust && priorFor ? `${priorFor}, ${ip}` : ip);
+  out.push('x-forwarded-proto', (trust ? priorProto : undefined) ?? 'http');
+  const forwardedHost = (trust ? priorHost : undefined) ?? host;
+  if (forwardedHost !== undefined) out.push('x-forwarded-host', forwardedHost);
   // RFC 7239's header says the same things; only a trusted proxy's is passed on.
-  const standard = trust ? joined(h.forwarded) : undefined;
-  if (standard !== undefined) out.push('forwarded', standard);
+  if (trust && standard !== undefined) out.push('forwarded', standard);
+  return out;
 }
 
 /**

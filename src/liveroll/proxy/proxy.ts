@@ -14,13 +14,15 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import fs from 'node:fs';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { describeError } from '../errors.js';
 import { forwardExpectContinue } from './continue.js';
 import { tunnelUpgrade } from './tunnel.js';
 import { Rotation, type BackendAddress } from './rotation.js';
 import type { ProxyContext, ProxyOptions } from './context.js';
-import { Exchange } from './exchange.js';
+import { forwardHttpRequest } from './exchange.js';
+import { FastLane } from './fast-lane.js';
 
 export type { ProxyOptions } from './context.js';
 
@@ -57,6 +59,8 @@ export class ReverseProxy implements ProxyContext {
   readonly server: Server;
   readonly rotation: Rotation;
   readonly options: ProxyOptions;
+  /** The fast lane in front of the server; undefined when switched off. */
+  readonly lane: FastLane | undefined;
 
   constructor(options: ProxyOptions) {
     this.options = options;
@@ -80,7 +84,8 @@ export class ReverseProxy implements ProxyContext {
     });
     this.server.timeout = options.idleTimeoutMs;
     this.server.maxConnections = options.maxConnections ?? connectionCap();
-    this.server.on('request', (req, res) => new Exchange(this, req, res).start());
+    this.server.on('request', (req, res) => forwardHttpRequest(this, req, res));
+    this.lane = this.fastLane(headersTimeout);
     this.server.on('checkContinue', (req, res) => forwardExpectContinue(this, req, res));
     this.server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) =>
       tunnelUpgrade(this, req, socket, head),
@@ -99,6 +104,40 @@ export class ReverseProxy implements ProxyContext {
       if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
       else socket.destroy();
     });
+  }
+
+  /**
+   * Puts the fast lane (fast-lane.ts) between the listening socket and http.Server: it takes
+   * every new connection and hands to http.Server those it does not serve itself.
+   */
+  private fastLane(headersTimeoutMs: number): FastLane | undefined {
+    if (this.options.fastLane === false) return undefined;
+    const listeners = this.server.listeners('connection');
+    const httpConnection = listeners[0] as ((socket: Socket) => void) | undefined;
+    // http.Server's own connection handler is the only one, or the lane stays out of the way.
+    if (listeners.length !== 1 || httpConnection === undefined) return undefined;
+    const server = this.server;
+    server.removeListener('connection', httpConnection);
+    const lane = new FastLane(this, { headersTimeoutMs }, (socket) =>
+      httpConnection.call(server, socket),
+    );
+    server.on('connection', (socket: Socket) => lane.accept(socket));
+    return lane;
+  }
+
+  /**
+   * Starts draining what the server's own drain does not see: tunnels get their close, and the
+   * fast lane's connections end after their current response. Call it just before tableroll's
+   * drainHttpServer on `server`, and destroyConnections() if that drain was forced.
+   */
+  startDrain(): void {
+    this.closeTunnels();
+    this.lane?.drain();
+  }
+
+  /** Destroys the fast lane's connections (http.Server's are its own closeAllConnections'). */
+  destroyConnections(): void {
+    this.lane?.destroyAll();
   }
 
   /** Puts a healthy child into the rotation. */

@@ -40,11 +40,40 @@ interface NativeParser {
 
 interface NativeParserClass {
   new (): NativeParser;
+  REQUEST: number;
   RESPONSE: number;
   kOnHeaders: number;
   kOnHeadersComplete: number;
   kOnBody: number;
   kOnMessageComplete: number;
+}
+
+/** The head of a client's request, as llhttp read it. */
+export interface RequestHead {
+  method: string;
+  /** The request target as sent. */
+  url: string;
+  /** Flat `[name, value, ...]`, in the client's order and spelling. */
+  headers: string[];
+  /** The minor version of HTTP/1.x. */
+  minor: number;
+  /** An upgrade (Connection: upgrade with Upgrade) or a CONNECT. */
+  upgrade: boolean;
+  /** Whether the client allows another request on the connection. */
+  keepAlive: boolean;
+  /** The head's length in bytes. */
+  length: number;
+}
+
+/** Reads requests' heads, one at a time; their bodies are the caller's. */
+export interface RequestParser {
+  /**
+   * Parses one request's head from the start of `data`. Returns it, or undefined when `data`
+   * ends inside the head, or the parser's error code for bytes that are not a request. Each
+   * call starts afresh: a head split across reads is not pieced together.
+   */
+  head(data: Buffer): RequestHead | string | undefined;
+  close(): void;
 }
 
 /** The one Content-Length of a response without Transfer-Encoding, or undefined. */
@@ -73,14 +102,78 @@ function parserMissing(detail: string): LiverollError {
 /** Makes parsers; construction checks the binding with a known response. */
 export class ParserBinding {
   private readonly Parser: NativeParserClass;
+  /** Method names by llhttp's numbers. */
+  private readonly methods: readonly string[];
 
   constructor(require: ReturnType<typeof createRequire>) {
-    const found = (require('_http_common') as { HTTPParser?: NativeParserClass }).HTTPParser;
+    const common = require('_http_common') as {
+      HTTPParser?: NativeParserClass;
+      methods?: readonly string[];
+    };
+    const found = common.HTTPParser;
     if (typeof found !== 'function' || typeof found.kOnHeadersComplete !== 'number') {
       throw parserMissing('no HTTPParser in _http_common');
     }
+    if (!Array.isArray(common.methods)) throw parserMissing('no methods in _http_common');
     this.Parser = found;
+    this.methods = common.methods;
     this.selfCheck();
+    this.requestSelfCheck();
+  }
+
+  requestParser(): RequestParser {
+    const P = this.Parser;
+    const native = new P();
+    let headers: string[] = [];
+    let url = '';
+    let found: RequestHead | undefined;
+    native[P.kOnHeaders] = (more: string[], urlPart: string) => {
+      for (const item of more) headers.push(item);
+      url += urlPart;
+    };
+    native[P.kOnHeadersComplete] = (
+      _major: number,
+      minor: number,
+      list: string[] | undefined,
+      method: number,
+      urlRest: string | undefined,
+      _status: unknown,
+      _message: unknown,
+      upgrade: boolean,
+      keepAlive: boolean,
+    ): number => {
+      found = {
+        method: this.methods[method] ?? '',
+        url: urlRest || url,
+        headers: list ?? headers,
+        minor,
+        upgrade,
+        keepAlive,
+        length: 0,
+      };
+      // 2 stops llhttp after the head, as for an upgrade: execute() returns the head's length.
+      return 2;
+    };
+    native[P.kOnBody] = () => {};
+    native[P.kOnMessageComplete] = () => {};
+    return {
+      head(data: Buffer): RequestHead | string | undefined {
+        native.initialize(P.REQUEST, {}, 0, 0);
+        headers = [];
+        url = '';
+        found = undefined;
+        const result = native.execute(data);
+        const head = found as RequestHead | undefined;
+        found = undefined;
+        if (result instanceof Error) return (result as NodeJS.ErrnoException).code ?? 'HPE_ERROR';
+        if (head === undefined) return undefined;
+        head.length = result;
+        return head;
+      },
+      close(): void {
+        setImmediate(() => native.close());
+      },
+    };
   }
 
   responseParser(callbacks: ParserCallbacks): ResponseParser {
@@ -169,6 +262,40 @@ export class ParserBinding {
       callbacks.complete(trailers);
     };
     return state;
+  }
+
+  /** Parses requests' heads the way the proxy's fast lane relies on, and compares. */
+  private requestSelfCheck(): void {
+    const parser = this.requestParser();
+    const two = Buffer.from(
+      'POST /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhiGET / HTTP/1.0\r\n\r\n',
+      'latin1',
+    );
+    const first = parser.head(two);
+    const second = typeof first === 'object' ? parser.head(two.subarray(first.length + 2)) : first;
+    const partial = parser.head(Buffer.from('GET / HTTP/1.1\r\nHost:', 'latin1'));
+    const upgrade = parser.head(
+      Buffer.from('GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n', 'latin1'),
+    );
+    const bad = parser.head(Buffer.from('GET / HTTP/1.1\r\nBad Name: 1\r\n\r\n', 'latin1'));
+    parser.close();
+    const seen = [first, second, upgrade].map((h) =>
+      typeof h === 'object'
+        ? `${h.method} ${h.url} 1.${h.minor} ${h.headers.join('|')} ${h.upgrade} ${h.keepAlive} ${h.length}`
+        : String(h),
+    );
+    const expected = [
+      'POST /a?b=1 1.1 Host|x|Content-Length|2 false true 52',
+      'GET / 1.0  false false 18',
+      'GET / 1.1 Connection|upgrade|Upgrade|x true true 51',
+    ];
+    if (
+      seen.join('\n') !== expected.join('\n') ||
+      partial !== undefined ||
+      typeof bad !== 'string'
+    ) {
+      throw parserMissing(`the request check gave ${JSON.stringify([...seen, partial, bad])}`);
+    }
   }
 
   /** Parses a response with every feature the client relies on, and compares. */

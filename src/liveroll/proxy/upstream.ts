@@ -34,8 +34,11 @@ export interface UpstreamRequest {
   path: string;
   /** Flat `[name, value, ...]`, already free of hop-by-hop headers. */
   headers: string[];
-  /** The client's request, read for the body; undefined when there is none. */
-  body?: IncomingMessage;
+  /**
+   * The body: the client's request, read as it streams, or the whole body already read (its
+   * Content-Length among `headers`); undefined when there is none.
+   */
+  body?: IncomingMessage | Buffer | undefined;
 }
 
 /** The hold an exchange's owner has on it. */
@@ -102,13 +105,15 @@ class Connection {
   /** Detaches from the client's body (the exchange ended or failed before it was read whole). */
   private stopBody: () => void = () => {};
   private idleMs = IDLE_MS;
+  /** The socket's current timeout, to skip setting the same one again for each request. */
+  private timeoutMs = -1;
 
   constructor(
     private readonly pool: UpstreamPool,
     private readonly settings: UpstreamSettings,
   ) {
     this.socket = net.connect({ host: pool.host, port: pool.port, noDelay: true });
-    this.socket.setTimeout(settings.connectTimeoutMs);
+    this.arm(settings.connectTimeoutMs);
     this.parser = binding.responseParser({
       headers: (status, headers, message) => this.onHeaders(status, headers, message),
       body: (chunk) => this.onBody(chunk),
@@ -157,9 +162,11 @@ class Connection {
     const handler = this.handler;
     if (handler === undefined) return;
     this.phase = 'headers';
-    this.socket.setTimeout(0);
     const { headers, body } = request;
-    const chunked = body !== undefined && body.headers['content-length'] === undefined;
+    // No timeout while a streamed body is sent; the headers timeout starts once it is.
+    this.arm(body === undefined || Buffer.isBuffer(body) ? this.settings.headersTimeoutMs : 0);
+    const whole = Buffer.isBuffer(body);
+    const chunked = body !== undefined && !whole && body.headers['content-length'] === undefined;
     let head = `${request.method} ${request.path} HTTP/1.1\r\n`;
     for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
     // Content-Length is among the forwarded headers; Transfer-Encoding, hop-by-hop, is not:
@@ -168,6 +175,13 @@ class Connection {
     handler.onRequestStart();
     if (this.handler !== handler) return; // aborted by the start callback
     // Header values come from Node's parser as latin1 strings: write them back byte for byte.
+    if (whole) {
+      this.socket.cork();
+      this.socket.write(`${head}\r\n`, 'latin1');
+      this.socket.write(body);
+      this.socket.uncork();
+      return this.requestSent();
+    }
     this.socket.write(`${head}\r\n`, 'latin1');
     if (body === undefined) return this.requestSent();
     const onData = (chunk: Buffer): void => {
@@ -196,13 +210,13 @@ class Connection {
 
   private requestSent(): void {
     this.requestDone = true;
-    if (this.phase === 'headers') this.socket.setTimeout(this.settings.headersTimeoutMs);
+    if (this.phase === 'headers') this.arm(this.settings.headersTimeoutMs);
   }
 
   private onHeaders(status: number, headers: string[], message: string): void {
     if (this.handler === undefined) return this.destroy(); // a second response to one request
     this.phase = 'body';
-    this.socket.setTimeout(this.settings.bodyTimeoutMs);
+    this.arm(this.settings.bodyTimeoutMs);
     const hint = keepAliveHint(headers);
     if (hint !== undefined) this.idleMs = Math.max(0, Math.min(IDLE_MS, hint - 1_000));
     this.handler.onResponseStart(status, headers, message);
@@ -235,8 +249,15 @@ class Connection {
     // that client's backpressure is not the next exchange's.
     this.socket.resume();
     this.phase = 'idle';
-    this.socket.setTimeout(this.idleMs);
+    this.arm(this.idleMs);
     this.pool.idle(this);
+  }
+
+  /** Sets the socket's inactivity timeout, unless it is already that. */
+  private arm(ms: number): void {
+    if (ms === this.timeoutMs) return;
+    this.timeoutMs = ms;
+    this.socket.setTimeout(ms);
   }
 
   /** Lets the paused response of `handler` flow again, if this connection still carries it. */

@@ -1,0 +1,419 @@
+/**
+ * The proxy's fast lane. Most requests a proxy sees are a head with no body, or a small one, on a
+ * keep-alive connection. For those, Node's http.Server costs as much as the rest of liveroll
+ * together (an IncomingMessage and a ServerResponse, both streams, and their events per request).
+ * The fast lane reads the connection itself, parses each head with llhttp (the parser http.Server
+ * uses, see upstream-parser.ts), forwards the request through the same Exchange as the http.Server
+ * path, and writes the response straight to the socket.
+ *
+ * Everything else is handed to http.Server with the bytes read so far put back, and the
+ * connection stays there for good: a head split across reads, a body not read whole in the same
+ * read, Expect, Upgrade, CONNECT, HTTP/1.0, a target not in origin form, a repeated Host, any
+ * bytes llhttp refuses. So every rule http.Server enforces (its timeouts, 400, 408, 431,
+ * 100-continue, tunnels only after a 101) holds as before, and the fast lane never has to answer
+ * a request it does not fully understand.
+ */
+import { STATUS_CODES } from 'node:http';
+import type net from 'node:net';
+import { createRequire } from 'node:module';
+import type { ProxyContext } from './context.js';
+import { Exchange, hostCount, type ClientSide } from './exchange.js';
+import { forwardRawHeaders, forwardResponseHeaders } from './forward-headers.js';
+import { ParserBinding, type RequestHead, type RequestParser } from './upstream-parser.js';
+
+/** The largest body the fast lane takes, when it came in the same read as its head. */
+const MAX_BODY = 64 * 1024;
+/** Pipelined bytes buffered while a request is in flight, before the socket is paused. */
+const MAX_QUEUED = 64 * 1024;
+/** Idle time between requests before a keep-alive connection is closed (http.Server's default). */
+const KEEP_ALIVE_MS = 5_000;
+
+const binding = new ParserBinding(createRequire(import.meta.url));
+const noop = (): void => {};
+
+/** The Date header's value, made at most once a second. */
+let dateValue = '';
+let dateAt = 0;
+function httpDate(): string {
+  const now = Date.now();
+  if (now - dateAt >= 1_000) {
+    dateAt = now - (now % 1_000);
+    dateValue = new Date(now).toUTCString();
+  }
+  return dateValue;
+}
+
+/** Settings of the fast lane; durations in ms, 0 disables. */
+export interface FastLaneOptions {
+  /** Time a new connection has to send its first request (then 408). */
+  headersTimeoutMs: number;
+}
+
+/**
+ * The length of the body a fast-lane head announces, or undefined when the request belongs to
+ * http.Server: Transfer-Encoding, Expect or Upgrade present, or a Content-Length that is repeated,
+ * malformed or over MAX_BODY.
+ */
+function bodyLength(headers: readonly string[]): number | undefined {
+  let length = 0;
+  let seen = false;
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i] ?? '';
+    // Only these names matter, and all are longer than 5: most headers are skipped at once.
+    if (name.length < 6) continue;
+    const lower = name.toLowerCase();
+    if (lower === 'transfer-encoding' || lower === 'expect' || lower === 'upgrade')
+      return undefined;
+    if (lower !== 'content-length') continue;
+    const value = headers[i + 1] ?? '';
+    if (seen || !/^\d{1,6}$/.test(value)) return undefined;
+    seen = true;
+    length = Number(value);
+  }
+  return length <= MAX_BODY ? length : undefined;
+}
+
+/** The client connections the fast lane holds, and the hand-over to http.Server. */
+export class FastLane {
+  private readonly connections = new Set<LaneConnection>();
+  draining = false;
+
+  constructor(
+    readonly proxy: ProxyContext,
+    readonly options: FastLaneOptions,
+    /** Gives a connection to http.Server, which reads it from then on. */
+    private readonly handOver: (socket: net.Socket) => void,
+  ) {}
+
+  /** Takes a new client connection. */
+  accept(socket: net.Socket): void {
+    this.connections.add(new LaneConnection(this, socket));
+  }
+
+  /** Connections the fast lane still holds. */
+  get size(): number {
+    return this.connections.size;
+  }
+
+  /**
+   * Drains like tableroll's drainHttpServer does http.Server's connections: a request in flight
+   * gets `Connection: close` and its connection ends after it; an idle one serves at most one
+   * more request that way, or ends at its keep-alive timeout. The drain's deadline is its
+   * caller's: destroyAll() then ends what is left.
+   */
+  drain(): void {
+    this.draining = true;
+    for (const connection of this.connections) connection.drain();
+  }
+
+  destroyAll(): void {
+    for (const connection of this.connections) connection.socket.destroy();
+  }
+
+  /** Called by a connection that closed or went to http.Server. */
+  released(connection: LaneConnection, socket: net.Socket | undefined): void {
+    this.connections.delete(connection);
+    if (socket !== undefined) this.handOver(socket);
+  }
+}
+
+/** One client connection while the fast lane reads it. */
+class LaneConnection {
+  private readonly parser: RequestParser;
+  /** Bytes read and not parsed yet: pipelined requests that wait for the one in flight. */
+  private queued: Buffer | undefined;
+  private current: LaneRequest | undefined;
+  /** No more requests: the connection ends after the current response. */
+  private closing = false;
+  private served = 0;
+  private released = false;
+  /** Reading stopped: too many pipelined bytes wait. */
+  private paused = false;
+  private readonly onData = (data: Buffer): void => this.read(data);
+  private readonly onEnd = (): void => this.clientEnded();
+  private readonly onClose = (): void => this.closed();
+  private readonly onTimeout = (): void => this.timedOut();
+
+  constructor(
+    readonly lane: FastLane,
+    readonly socket: net.Socket,
+  ) {
+    this.parser = binding.requestParser();
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('close', this.onClose);
+    socket.on('error', noop);
+    socket.on('timeout', this.onTimeout);
+    socket.setTimeout(lane.options.headersTimeoutMs);
+  }
+
+  private read(data: Buffer): void {
+    if (this.current !== undefined || this.queued !== undefined) {
+      this.queued = this.queued === undefined ? data : Buffer.concat([this.queued, data]);
+      if (this.queued.length > MAX_QUEUED && !this.paused) {
+        this.paused = true;
+        this.socket.pause();
+      }
+      return;
+    }
+    this.parse(data);
+  }
+
+  /** Starts the request at the front of `data`, or hands the connection over. */
+  private parse(data: Buffer): void {
+    const head = this.parser.head(data);
+    if (typeof head !== 'object') return this.handOver(data);
+    const length = this.fits(head);
+    if (length === undefined || head.length + length > data.length) return this.handOver(data);
+    const end = head.length + length;
+    this.queued = end < data.length ? data.subarray(end) : undefined;
+    if (!head.keepAlive) this.closing = true;
+    const request = new LaneRequest(
+      this,
+      head,
+      length > 0 ? data.subarray(head.length, end) : undefined,
+    );
+    this.current = request;
+    // One timer for the connection's life, re-armed by every read and write: it ends an idle
+    // keep-alive connection, and is ignored while a request is in flight (the child's
+    // timeouts and the client's own pace govern that). Set once, not per request.
+    if (this.served++ === 0) this.socket.setTimeout(KEEP_ALIVE_MS);
+    new Exchange(this.lane.proxy, request).start();
+  }
+
+  /** The body length of a request the fast lane serves, or undefined for http.Server's. */
+  private fits(head: RequestHead): number | undefined {
+    if (head.upgrade || head.minor !== 1 || head.method === 'CONNECT') return undefined;
+    // What http.Server's path answers with 400 (exchange.ts) stays its to answer.
+    if (head.url.charCodeAt(0) !== 47 /* '/' */ || hostCount(head.headers) > 1) return undefined;
+    return bodyLength(head.headers);
+  }
+
+  /** Whether the response being written is the connection's last. */
+  get lastResponse(): boolean {
+    return this.closing || this.lane.draining;
+  }
+
+  /** The current response was written whole. */
+  responded(request: LaneRequest): void {
+    if (this.current !== request) return;
+    this.current = undefined;
+    if (this.lastResponse) {
+      this.closing = true;
+      this.socket.end();
+      return;
+    }
+    if (this.queued === undefined) return;
+    // Pipelined requests answered at once (a 503, say) must not nest one stack frame each.
+    process.nextTick(() => this.next());
+  }
+
+  /** Starts the next pipelined request, whose bytes were read while the last one ran. */
+  private next(): void {
+    if (this.released || this.socket.destroyed || this.current !== undefined) return;
+    const queued = this.queued;
+    this.queued = undefined;
+    // Chunks the socket still holds come after `queued`: resume() hands them to read() on a
+    // later tick, which queues them behind a request started here.
+    if (this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+    if (queued !== undefined) this.parse(queued);
+  }
+
+  drain(): void {
+    // A connection that has served nothing may have a request on its way: it gets one answer,
+    // with Connection: close. Idle keep-alive ones end at their timeout, as in http.Server.
+    if (this.current !== undefined) this.closing = true;
+  }
+
+  private clientEnded(): void {
+    // A client's FIN ends its exchange, as in http.Server (which allows no half-open
+    // connections): a client that closed while waiting would otherwise hold the child's
+    // request until our first write failed.
+    this.closing = true;
+    this.queued = undefined;
+    this.current?.gone();
+    this.current = undefined;
+    this.socket.end();
+  }
+
+  private timedOut(): void {
+    if (this.current !== undefined) return;
+    if (this.served === 0) {
+      // No request within the headers timeout: what http.Server answers too.
+      this.socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
+      this.socket.destroySoon();
+      return;
+    }
+    this.socket.destroy();
+  }
+
+  private closed(): void {
+    this.parser.close();
+    this.current?.gone();
+    this.current = undefined;
+    if (!this.released) {
+      this.released = true;
+      this.lane.released(this, undefined);
+    }
+  }
+
+  /** Gives the connection, with `data` put back in front, to http.Server for good. */
+  private handOver(data: Buffer): void {
+    const socket = this.socket;
+    this.released = true;
+    this.parser.close();
+    socket.setTimeout(0);
+    socket.removeListener('data', this.onData);
+    socket.removeListener('end', this.onEnd);
+    socket.removeListener('close', this.onClose);
+    socket.removeListener('error', noop);
+    socket.removeListener('timeout', this.onTimeout);
+    // A client that pipelined such a request and then half-closed: the bytes cannot be put
+    // back into a stream that has ended, and no answer can be made without them.
+    if (socket.readableEnded) {
+      this.lane.released(this, undefined);
+      socket.destroy();
+      return;
+    }
+    socket.pause();
+    socket.unshift(data);
+    this.lane.released(this, socket);
+    // http.Server lets its C++ parser read the socket's handle directly, which would read new
+    // bytes before the ones just put back; a 'data' listener makes it read through the stream.
+    socket.on('data', noop);
+    socket.resume();
+  }
+}
+
+/** One fast-lane request: the client side of an Exchange, writing the response itself. */
+class LaneRequest implements ClientSide {
+  readonly method: string;
+  readonly url: string;
+  /** The response head, kept to go out with the first chunk of the body in one write. */
+  private head: string | undefined;
+  private started = false;
+  private chunked = false;
+  private goneListener: (() => void) | undefined;
+  private done = false;
+
+  constructor(
+    private readonly connection: LaneConnection,
+    private readonly request: RequestHead,
+    readonly body: Buffer | undefined,
+  ) {
+    this.method = request.method;
+    this.url = request.url;
+  }
+
+  forwardHeaders(): string[] {
+    return forwardRawHeaders(this.request.headers, this.connection.socket.remoteAddress, {
+      trustForwardHeaders: this.connection.lane.proxy.options.trustForwardHeaders,
+      upgrade: false,
+    });
+  }
+
+  respond(status: number, rawHeaders: readonly string[], message: string): void {
+    this.started = true;
+    const headers = forwardResponseHeaders(rawHeaders);
+    let head = `HTTP/1.1 ${status} ${message || STATUS_CODES[status] || 'unknown'}\r\n`;
+    let length = false;
+    let date = false;
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i]!;
+      head += `${name}: ${headers[i + 1]}\r\n`;
+      if (name.length === 14 && name.toLowerCase() === 'content-length') length = true;
+      else if (name.length === 4 && name.toLowerCase() === 'date') date = true;
+    }
+    // A proxy adds the Date a response lacks (RFC 9110 6.6.1), as http.Server does.
+    if (!date) head += `date: ${httpDate()}\r\n`;
+    const bodyless =
+      this.method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
+    if (!bodyless && !length) {
+      // The child's own framing (chunked, or until it closed) does not cross the hop.
+      this.chunked = true;
+      head += 'transfer-encoding: chunked\r\n';
+    }
+    head += this.connection.lastResponse
+      ? 'connection: close\r\n\r\n'
+      : 'connection: keep-alive\r\nkeep-alive: timeout=5\r\n\r\n';
+    this.head = head;
+  }
+
+  write(chunk: Buffer): boolean {
+    const socket = this.connection.socket;
+    if (chunk.length === 0) return true; // an empty chunk would end a chunked body
+    const head = this.head;
+    if (head === undefined && !this.chunked) return socket.write(chunk);
+    // One write (writev) for the head, the chunk and its framing.
+    socket.cork();
+    if (head !== undefined) {
+      this.head = undefined;
+      socket.write(head, 'latin1');
+    }
+    let more: boolean;
+    if (this.chunked) {
+      socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+      socket.write(chunk);
+      more = socket.write('\r\n', 'latin1');
+    } else more = socket.write(chunk);
+    socket.uncork();
+    return more;
+  }
+
+  onceDrained(listener: () => void): void {
+    this.connection.socket.once('drain', listener);
+  }
+
+  end(trailers: string[]): void {
+    const socket = this.connection.socket;
+    let tail = this.head ?? '';
+    this.head = undefined;
+    if (this.chunked) {
+      tail += '0\r\n';
+      for (let i = 0; i < trailers.length; i += 2) tail += `${trailers[i]}: ${trailers[i + 1]}\r\n`;
+      tail += '\r\n';
+    }
+    if (tail !== '') socket.write(tail, 'latin1');
+    this.finish();
+  }
+
+  destroy(): void {
+    this.done = true;
+    this.connection.socket.destroy();
+  }
+
+  reject(status: number, message: string): void {
+    if (this.started) return this.destroy();
+    const text = Buffer.from(`${message}\n`);
+    const seconds = this.connection.lane.proxy.options.retryAfterSeconds ?? 1;
+    const retry = status === 503 ? `retry-after: ${seconds}\r\n` : '';
+    const close = this.connection.lastResponse
+      ? 'connection: close\r\n'
+      : 'connection: keep-alive\r\nkeep-alive: timeout=5\r\n';
+    this.connection.socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: text/plain; charset=utf-8\r\n` +
+        `${retry}content-length: ${text.length}\r\ndate: ${httpDate()}\r\n${close}\r\n${message}\n`,
+      'utf8',
+    );
+    this.finish();
+  }
+
+  onGone(listener: () => void): void {
+    this.goneListener = listener;
+  }
+
+  /** The client's connection closed while this request was current. */
+  gone(): void {
+    if (this.done) return;
+    this.done = true;
+    this.goneListener?.();
+  }
+
+  private finish(): void {
+    this.done = true;
+    this.connection.responded(this);
+  }
+}
