@@ -2,10 +2,13 @@
  * Benchmark: what a user would put in front of a Node app, side by side in one run, with `wrk`
  * as the load generator (a generator written in Node takes the CPU the fronts need).
  *
- * Fronts, each in front of the same fixture app (dist/test/fixtures/liveroll-app.js):
+ * Fronts, each in front of the fixture app (dist/test/fixtures/liveroll-app.js; the same
+ * process for the first three, each liveroll its own child):
  *   direct            wrk straight to the app's port: the ceiling
  *   nginx             nginx, one worker, upstream keep-alive (skipped with the reason when absent)
  *   liveroll proxy    liveroll --mode proxy, its default
+ *   liveroll proxy, http.Server only
+ *                     the same with --fast-lane=false: every request through Node's http.Server
  *   liveroll direct   liveroll --mode direct: the app accepts on the public socket itself
  *
  * Rounds alternate the fronts, so a noisy spell on the machine falls on all alike; medians of
@@ -43,7 +46,13 @@ export interface FrontPlan {
   bulkBytes: number;
 }
 
-export const FRONT_NAMES = ['direct', 'nginx', 'liveroll proxy', 'liveroll direct'] as const;
+export const FRONT_NAMES = [
+  'direct',
+  'nginx',
+  'liveroll proxy',
+  'liveroll proxy, http.Server only',
+  'liveroll direct',
+] as const;
 export type FrontName = (typeof FRONT_NAMES)[number];
 
 /** One wrk round. */
@@ -300,6 +309,12 @@ export async function measureFronts(plan: FrontPlan): Promise<FrontOutcome> {
     running.push(proxied.proc);
     const direct = await startLiveroll(dir, 'direct');
     running.push(direct.proc);
+    // The proxy as it was before its fast lane: every request through Node's http.Server.
+    const httpOnly = await startLiveroll(dir, 'proxy', {
+      name: 'http-only',
+      args: ['--fast-lane=false'],
+    });
+    running.push(httpOnly.proc);
     let nginx: { proc: ChildProcess; port: number } | undefined;
     if (outcome.nginxSkipped === undefined) {
       nginx = await startNginx(dir, proxied.childPort);
@@ -323,6 +338,12 @@ export async function measureFronts(plan: FrontPlan): Promise<FrontOutcome> {
         port: proxied.publicPort,
         frontPids: [proxied.proc.pid!],
         appPids: app,
+      },
+      {
+        name: 'liveroll proxy, http.Server only',
+        port: httpOnly.publicPort,
+        frontPids: [httpOnly.proc.pid!],
+        appPids: [httpOnly.childPid],
       },
       {
         name: 'liveroll direct',
@@ -448,18 +469,37 @@ export function frontReport(outcome: FrontOutcome): string {
   return lines.join('\n');
 }
 
+const USAGE = `usage: node dist/bench/measure/http-front.js [--rounds N] [--seconds N]
+    [--connections N] [--path P] [--bulk-rounds N] [--bulk-bytes N] [--no-bulk] [--help]
+
+  Runs direct, nginx and liveroll (proxy mode, proxy mode through http.Server only, direct
+  mode) side by side under wrk, then 1 GiB bulk transfers; see docs/benchmarks.md.`;
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      rounds: { type: 'string', default: '3' },
-      seconds: { type: 'string', default: '3' },
-      connections: { type: 'string', default: '32' },
-      path: { type: 'string', default: '/' },
-      'bulk-rounds': { type: 'string', default: '2' },
-      'bulk-bytes': { type: 'string', default: String(2 ** 30) },
-      'no-bulk': { type: 'boolean', default: false },
-    },
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({
+      options: {
+        rounds: { type: 'string', default: '3' },
+        seconds: { type: 'string', default: '3' },
+        connections: { type: 'string', default: '32' },
+        path: { type: 'string', default: '/' },
+        'bulk-rounds': { type: 'string', default: '2' },
+        'bulk-bytes': { type: 'string', default: String(2 ** 30) },
+        'no-bulk': { type: 'boolean', default: false },
+        help: { type: 'boolean', default: false },
+      },
+    });
+  } catch (err) {
+    console.error(`${(err as Error).message}\n\n${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  const { values } = parsed;
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
   const plan: FrontPlan = {
     rounds: Number(values.rounds),
     seconds: Number(values.seconds),

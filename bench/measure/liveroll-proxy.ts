@@ -66,8 +66,11 @@ export interface StartedLiveroll {
 export function startLiveroll(
   dir: string,
   mode: 'proxy' | 'direct' = 'proxy',
-  /** A second instance in the same `dir` needs its own name; `env` is added to ours. */
-  extra: { name?: string; env?: NodeJS.ProcessEnv } = {},
+  /**
+   * A second instance in the same `dir` needs its own name; `env` is added to ours, `args` to
+   * liveroll's flags.
+   */
+  extra: { name?: string; env?: NodeJS.ProcessEnv; args?: string[] } = {},
 ): Promise<StartedLiveroll> {
   const name = extra.name ?? mode;
   const exec = `exec '${process.execPath}' '${app}' --port <<PORT>>`;
@@ -78,6 +81,7 @@ export function startLiveroll(
     ...['--log-format', 'json', '--log-level', 'info'],
     ...['--coordination-dir', join(dir, `coord-${name}`), '--instance-id', name],
     ...['--health-interval', '20ms'],
+    ...(extra.args ?? []),
   ];
   const proc = spawn(process.execPath, args, {
     env: { ...process.env, ...extra.env },

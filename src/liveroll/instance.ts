@@ -48,6 +48,7 @@ export class LiverollInstance {
             headersTimeoutMs: options.proxyTimeoutMs,
             idleTimeoutMs: options.proxyIdleTimeoutMs,
             trustForwardHeaders: options.trustForwardHeaders,
+            fastLane: options.fastLane,
             retryAfterSeconds: Math.max(1, Math.ceil(options.restartBackoffMs / 1000)),
             logger,
           });

@@ -62,6 +62,8 @@ export interface LiverollOptions {
   proxyIdleTimeoutMs: number;
   /** Keep incoming X-Forwarded-* headers (liveroll sits behind a trusted proxy). */
   trustForwardHeaders: boolean;
+  /** Serve plain requests on the proxy's fast lane rather than through Node's http.Server. */
+  fastLane: boolean;
   /** Directory shared by the liveroll instances that hand the public port to each other. */
   coordinationDir: string;
   /** This instance's id within the coordination directory; unique among live instances. */
@@ -228,6 +230,12 @@ export const flags: Readonly<Record<string, Flag>> = {
     kind: 'bool',
     default: false,
     help: 'extend incoming X-Forwarded-* headers instead of replacing them',
+  },
+  'fast-lane': {
+    option: 'fastLane',
+    kind: 'bool',
+    default: true,
+    help: "proxy plain requests without Node's http.Server, which serves the rest; --fast-lane=false sends all through it",
   },
   'coordination-dir': {
     option: 'coordinationDir',

@@ -95,6 +95,8 @@ test('defaults are the documented ones; --flag value and --flag=value both work'
   assert.equal(p.healthPath, '/up');
   assert.equal(options(['--interval=1m', '--interval=2s']).intervalMs, 2000, 'the last one wins');
   assert.equal(options(['--trust-forward-headers']).trustForwardHeaders, true);
+  assert.equal(options([]).fastLane, true, 'the fast lane is on by default');
+  assert.equal(options(['--fast-lane=false']).fastLane, false);
   assert.equal(options(['--exec', '--weird']).exec, '--weird', 'a value may start with dashes');
 });
 

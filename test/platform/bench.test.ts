@@ -180,7 +180,7 @@ function checkFronts(section: Json): void {
   const fronts = section.fronts as Json[];
   assert.deepEqual(
     fronts.map((f) => f.front),
-    ['direct', 'nginx', 'liveroll proxy', 'liveroll direct'],
+    ['direct', 'nginx', 'liveroll proxy', 'liveroll proxy, http.Server only', 'liveroll direct'],
   );
   for (const front of fronts) {
     assert.ok(number(front, 'rps', `fronts.${String(front.front)}`) > 0);
@@ -251,4 +251,17 @@ test('the bench answers --help, and a bad flag with its usage and exit status 2'
     assert.match(failed.stderr ?? '', /Unknown option '--bogus'[\s\S]*usage:/);
     return true;
   });
+  // The fronts bench alone, as docs/benchmarks.md runs it.
+  const fronts = path.join(ROOT, 'dist/bench/measure/http-front.js');
+  const frontsHelp = await run(process.execPath, [fronts, '--help'], { cwd: ROOT });
+  assert.match(frontsHelp.stdout, /^usage: node dist\/bench\/measure\/http-front\.js/);
+  await assert.rejects(
+    run(process.execPath, [fronts, '--bogus'], { cwd: ROOT }),
+    (err: unknown) => {
+      const failed = err as { code?: number; stderr?: string };
+      assert.equal(failed.code, 2);
+      assert.match(failed.stderr ?? '', /Unknown option '--bogus'[\s\S]*usage:/);
+      return true;
+    },
+  );
 });

@@ -13,12 +13,11 @@
  * 100-continue, tunnels only after a 101) holds as before, and the fast lane never has to answer
  * a request it does not fully understand.
  */
-import { STATUS_CODES } from 'node:http';
 import type net from 'node:net';
 import { createRequire } from 'node:module';
 import type { ProxyContext } from './context.js';
-import { Exchange, hostCount, type ClientSide } from './exchange.js';
-import { forwardRawHeaders, forwardResponseHeaders } from './forward-headers.js';
+import { Exchange, hostCount } from './exchange.js';
+import { LaneRequest, type LaneConnectionView } from './lane-request.js';
 import { ParserBinding, type RequestHead, type RequestParser } from './upstream-parser.js';
 
 /** The largest body the fast lane takes, when it came in the same read as its head. */
@@ -30,18 +29,6 @@ const KEEP_ALIVE_MS = 5_000;
 
 const binding = new ParserBinding(createRequire(import.meta.url));
 const noop = (): void => {};
-
-/** The Date header's value, made at most once a second. */
-let dateValue = '';
-let dateAt = 0;
-function httpDate(): string {
-  const now = Date.now();
-  if (now - dateAt >= 1_000) {
-    dateAt = now - (now % 1_000);
-    dateValue = new Date(now).toUTCString();
-  }
-  return dateValue;
-}
 
 /** Settings of the fast lane; durations in ms, 0 disables. */
 export interface FastLaneOptions {
@@ -118,7 +105,7 @@ export class FastLane {
 }
 
 /** One client connection while the fast lane reads it. */
-class LaneConnection {
+class LaneConnection implements LaneConnectionView {
   private readonly parser: RequestParser;
   /** Bytes read and not parsed yet: pipelined requests that wait for the one in flight. */
   private queued: Buffer | undefined;
@@ -187,6 +174,10 @@ class LaneConnection {
     // What http.Server's path answers with 400 (exchange.ts) stays its to answer.
     if (head.url.charCodeAt(0) !== 47 /* '/' */ || hostCount(head.headers) > 1) return undefined;
     return bodyLength(head.headers);
+  }
+
+  get options(): ProxyContext['options'] {
+    return this.lane.proxy.options;
   }
 
   /** Whether the response being written is the connection's last. */
@@ -285,135 +276,5 @@ class LaneConnection {
     // bytes before the ones just put back; a 'data' listener makes it read through the stream.
     socket.on('data', noop);
     socket.resume();
-  }
-}
-
-/** One fast-lane request: the client side of an Exchange, writing the response itself. */
-class LaneRequest implements ClientSide {
-  readonly method: string;
-  readonly url: string;
-  /** The response head, kept to go out with the first chunk of the body in one write. */
-  private head: string | undefined;
-  private started = false;
-  private chunked = false;
-  private goneListener: (() => void) | undefined;
-  private done = false;
-
-  constructor(
-    private readonly connection: LaneConnection,
-    private readonly request: RequestHead,
-    readonly body: Buffer | undefined,
-  ) {
-    this.method = request.method;
-    this.url = request.url;
-  }
-
-  forwardHeaders(): string[] {
-    return forwardRawHeaders(this.request.headers, this.connection.socket.remoteAddress, {
-      trustForwardHeaders: this.connection.lane.proxy.options.trustForwardHeaders,
-      upgrade: false,
-    });
-  }
-
-  respond(status: number, rawHeaders: readonly string[], message: string): void {
-    this.started = true;
-    const headers = forwardResponseHeaders(rawHeaders);
-    let head = `HTTP/1.1 ${status} ${message || STATUS_CODES[status] || 'unknown'}\r\n`;
-    let length = false;
-    let date = false;
-    for (let i = 0; i < headers.length; i += 2) {
-      const name = headers[i]!;
-      head += `${name}: ${headers[i + 1]}\r\n`;
-      if (name.length === 14 && name.toLowerCase() === 'content-length') length = true;
-      else if (name.length === 4 && name.toLowerCase() === 'date') date = true;
-    }
-    // A proxy adds the Date a response lacks (RFC 9110 6.6.1), as http.Server does.
-    if (!date) head += `date: ${httpDate()}\r\n`;
-    const bodyless =
-      this.method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
-    if (!bodyless && !length) {
-      // The child's own framing (chunked, or until it closed) does not cross the hop.
-      this.chunked = true;
-      head += 'transfer-encoding: chunked\r\n';
-    }
-    head += this.connection.lastResponse
-      ? 'connection: close\r\n\r\n'
-      : 'connection: keep-alive\r\nkeep-alive: timeout=5\r\n\r\n';
-    this.head = head;
-  }
-
-  write(chunk: Buffer): boolean {
-    const socket = this.connection.socket;
-    if (chunk.length === 0) return true; // an empty chunk would end a chunked body
-    const head = this.head;
-    if (head === undefined && !this.chunked) return socket.write(chunk);
-    // One write (writev) for the head, the chunk and its framing.
-    socket.cork();
-    if (head !== undefined) {
-      this.head = undefined;
-      socket.write(head, 'latin1');
-    }
-    let more: boolean;
-    if (this.chunked) {
-      socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
-      socket.write(chunk);
-      more = socket.write('\r\n', 'latin1');
-    } else more = socket.write(chunk);
-    socket.uncork();
-    return more;
-  }
-
-  onceDrained(listener: () => void): void {
-    this.connection.socket.once('drain', listener);
-  }
-
-  end(trailers: string[]): void {
-    const socket = this.connection.socket;
-    let tail = this.head ?? '';
-    this.head = undefined;
-    if (this.chunked) {
-      tail += '0\r\n';
-      for (let i = 0; i < trailers.length; i += 2) tail += `${trailers[i]}: ${trailers[i + 1]}\r\n`;
-      tail += '\r\n';
-    }
-    if (tail !== '') socket.write(tail, 'latin1');
-    this.finish();
-  }
-
-  destroy(): void {
-    this.done = true;
-    this.connection.socket.destroy();
-  }
-
-  reject(status: number, message: string): void {
-    if (this.started) return this.destroy();
-    const text = Buffer.from(`${message}\n`);
-    const seconds = this.connection.lane.proxy.options.retryAfterSeconds ?? 1;
-    const retry = status === 503 ? `retry-after: ${seconds}\r\n` : '';
-    const close = this.connection.lastResponse
-      ? 'connection: close\r\n'
-      : 'connection: keep-alive\r\nkeep-alive: timeout=5\r\n';
-    this.connection.socket.write(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: text/plain; charset=utf-8\r\n` +
-        `${retry}content-length: ${text.length}\r\ndate: ${httpDate()}\r\n${close}\r\n${message}\n`,
-      'utf8',
-    );
-    this.finish();
-  }
-
-  onGone(listener: () => void): void {
-    this.goneListener = listener;
-  }
-
-  /** The client's connection closed while this request was current. */
-  gone(): void {
-    if (this.done) return;
-    this.done = true;
-    this.goneListener?.();
-  }
-
-  private finish(): void {
-    this.done = true;
-    this.connection.responded(this);
   }
 }
