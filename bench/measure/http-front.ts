@@ -9,6 +9,7 @@
  *   liveroll proxy    liveroll --mode proxy, its default
  *   liveroll proxy, http.Server only
  *                     the same with --fast-lane=false: every request through Node's http.Server
+ *   plain Node pipe   bench/programs/tcp-relay.ts: a Node proxy that copies bytes, parses nothing
  *   liveroll direct   liveroll --mode direct: the app accepts on the public socket itself
  *
  * Rounds alternate the fronts, so a noisy spell on the machine falls on all alike; medians of
@@ -51,6 +52,7 @@ export const FRONT_NAMES = [
   'nginx',
   'liveroll proxy',
   'liveroll proxy, http.Server only',
+  'plain Node pipe',
   'liveroll direct',
 ] as const;
 export type FrontName = (typeof FRONT_NAMES)[number];
@@ -304,6 +306,7 @@ export async function measureFronts(plan: FrontPlan): Promise<FrontOutcome> {
   if (!hasCommand('nginx')) outcome.nginxSkipped = 'nginx is not installed (Debian package nginx)';
   const dir = tempDir('tr-front-');
   const running: ChildProcess[] = [];
+  let relay: ReturnType<typeof startNode> | undefined;
   try {
     const proxied = await startLiveroll(dir, 'proxy');
     running.push(proxied.proc);
@@ -320,6 +323,9 @@ export async function measureFronts(plan: FrontPlan): Promise<FrontOutcome> {
       nginx = await startNginx(dir, proxied.childPort);
       running.push(nginx.proc);
     }
+    // What a proxy written in Node costs at least: bytes copied, nothing parsed.
+    relay = startNode(RELAY, [String(proxied.childPort)]);
+    const { port: relayPort } = (await relay.line('listening', 10_000)) as { port: number };
     const app = [proxied.childPid];
     const targets: Target[] = [
       { name: 'direct', port: proxied.childPort, frontPids: [], appPids: app },
@@ -345,6 +351,7 @@ export async function measureFronts(plan: FrontPlan): Promise<FrontOutcome> {
         frontPids: [httpOnly.proc.pid!],
         appPids: [httpOnly.childPid],
       },
+      { name: 'plain Node pipe', port: relayPort, frontPids: [relay.pid], appPids: app },
       {
         name: 'liveroll direct',
         port: direct.publicPort,
@@ -374,32 +381,27 @@ export async function measureFronts(plan: FrontPlan): Promise<FrontOutcome> {
     }
     const nginxPort = nginx?.port;
     if (plan.bulkRounds > 0) {
-      const relay = startNode(RELAY, [String(proxied.childPort)]);
       // glibc's own default, set through the environment, which liveroll then leaves alone.
       const defaultHeap = await startLiveroll(dir, 'proxy', {
         name: 'default-heap',
         env: { MALLOC_TRIM_THRESHOLD_: String(128 * 1024) },
       });
       running.push(defaultHeap.proc);
-      try {
-        const { port: relayPort } = (await relay.line('listening', 10_000)) as { port: number };
-        const uploadFile = path.join(dir, 'upload.bin');
-        fs.writeFileSync(uploadFile, '');
-        fs.truncateSync(uploadFile, plan.bulkBytes);
-        const routes: BulkRoute[] = [
-          ['direct', proxied.childPort, 0],
-          ...(nginxPort === undefined ? [] : [['nginx', nginxPort, 0] as BulkRoute]),
-          ['plain Node pipe', relayPort, relay.pid],
-          ['liveroll proxy', proxied.publicPort, proxied.pid],
-          ["liveroll proxy, glibc's default trimming", defaultHeap.publicPort, defaultHeap.pid],
-        ];
-        outcome.bulk = await measureBulk(plan, routes, uploadFile);
-      } finally {
-        await stopProcess(relay);
-      }
+      const uploadFile = path.join(dir, 'upload.bin');
+      fs.writeFileSync(uploadFile, '');
+      fs.truncateSync(uploadFile, plan.bulkBytes);
+      const routes: BulkRoute[] = [
+        ['direct', proxied.childPort, 0],
+        ...(nginxPort === undefined ? [] : [['nginx', nginxPort, 0] as BulkRoute]),
+        ['plain Node pipe', relayPort, relay.pid],
+        ['liveroll proxy', proxied.publicPort, proxied.pid],
+        ["liveroll proxy, glibc's default trimming", defaultHeap.publicPort, defaultHeap.pid],
+      ];
+      outcome.bulk = await measureBulk(plan, routes, uploadFile);
     }
     return outcome;
   } finally {
+    if (relay !== undefined) await stopProcess(relay);
     for (const proc of running) {
       if (proc.spawnargs[0] === 'nginx') proc.kill('SIGQUIT');
       else await stopLiveroll(proc);

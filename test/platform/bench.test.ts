@@ -180,7 +180,14 @@ function checkFronts(section: Json): void {
   const fronts = section.fronts as Json[];
   assert.deepEqual(
     fronts.map((f) => f.front),
-    ['direct', 'nginx', 'liveroll proxy', 'liveroll proxy, http.Server only', 'liveroll direct'],
+    [
+      'direct',
+      'nginx',
+      'liveroll proxy',
+      'liveroll proxy, http.Server only',
+      'plain Node pipe',
+      'liveroll direct',
+    ],
   );
   for (const front of fronts) {
     assert.ok(number(front, 'rps', `fronts.${String(front.front)}`) > 0);
