@@ -1,8 +1,8 @@
 /**
  * The proxy's fast lane. Most requests a proxy sees are a head with no body, or a small one, on a
- * keep-alive connection. For those, Node's http.Server costs as much as the rest of liveroll
- * together (an IncomingMessage and a ServerResponse, both streams, and their events per request).
- * The fast lane reads the connection itself, parses each head with llhttp (the parser http.Server
+ * keep-alive connection. For those, Node's http.Server adds an IncomingMessage and a
+ * ServerResponse, both streams, and their events to every request (6-22% of liveroll's CPU per
+ * request, measured in docs/benchmarks.md). The fast lane reads the connection itself, parses each head with llhttp (the parser http.Server
  * uses, see upstream-parser.ts), forwards the request through the same Exchange as the http.Server
  * path, and writes the response straight to the socket.
  *
