@@ -89,8 +89,8 @@ export class FastLane {
    * caller's: destroyAll() then ends what is left.
    */
   drain(): void {
+    // Each connection reads this flag when it writes a response head (lastResponse).
     this.draining = true;
-    for (const connection of this.connections) connection.drain();
   }
 
   destroyAll(): void {
@@ -213,12 +213,6 @@ class LaneConnection implements LaneConnectionView {
     if (queued !== undefined) this.parse(queued);
   }
 
-  drain(): void {
-    // A connection that has served nothing may have a request on its way: it gets one answer,
-    // with Connection: close. Idle keep-alive ones end at their timeout, as in http.Server.
-    if (this.current !== undefined) this.closing = true;
-  }
-
   private clientEnded(): void {
     // A client's FIN ends its exchange, as in http.Server (which allows no half-open
     // connections): a client that closed while waiting would otherwise hold the child's
@@ -262,18 +256,13 @@ class LaneConnection implements LaneConnectionView {
     socket.removeListener('close', this.onClose);
     socket.removeListener('error', noop);
     socket.removeListener('timeout', this.onTimeout);
-    // A client that pipelined such a request and then half-closed: the bytes cannot be put
-    // back into a stream that has ended, and no answer can be made without them.
-    if (socket.readableEnded) {
-      this.lane.released(this, undefined);
-      socket.destroy();
-      return;
-    }
     socket.pause();
     socket.unshift(data);
     this.lane.released(this, socket);
-    // http.Server lets its C++ parser read the socket's handle directly, which would read new
-    // bytes before the ones just put back; a 'data' listener makes it read through the stream.
+    // http.Server would let its C++ parser read the socket's handle directly, beside the stream
+    // that holds the bytes put back; a 'data' listener keeps it reading through the stream, so
+    // no byte can overtake those, whenever the stream is flushed. (No 'end' can have come: it
+    // clears what is queued, so nothing is handed over after it.)
     socket.on('data', noop);
     socket.resume();
   }

@@ -77,17 +77,14 @@ export class LaneRequest implements ClientSide {
     }
     // A proxy adds the Date a response lacks (RFC 9110 6.6.1), as http.Server does.
     if (!date) head += `date: ${httpDate()}\r\n`;
-    const bodyless =
-      this.method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
+    // 1xx responses never get here: the upstream client skips them.
+    const bodyless = this.method === 'HEAD' || status === 204 || status === 304;
     if (!bodyless && !length) {
       // The child's own framing (chunked, or until it closed) does not cross the hop.
       this.chunked = true;
       head += 'transfer-encoding: chunked\r\n';
     }
-    head += this.connection.lastResponse
-      ? 'connection: close\r\n\r\n'
-      : 'connection: keep-alive\r\nkeep-alive: timeout=5\r\n\r\n';
-    this.head = head;
+    this.head = `${head}${this.connectionHeaders()}\r\n`;
   }
 
   write(chunk: Buffer): boolean {
@@ -140,18 +137,23 @@ export class LaneRequest implements ClientSide {
 
   reject(status: number, message: string): void {
     if (this.started) return this.destroy();
-    const text = Buffer.from(`${message}\n`);
+    const text = `${message}\n`;
     const seconds = this.connection.options.retryAfterSeconds ?? 1;
     const retry = status === 503 ? `retry-after: ${seconds}\r\n` : '';
-    const close = this.connection.lastResponse
-      ? 'connection: close\r\n'
-      : 'connection: keep-alive\r\nkeep-alive: timeout=5\r\n';
     this.connection.socket.write(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: text/plain; charset=utf-8\r\n` +
-        `${retry}content-length: ${text.length}\r\ndate: ${httpDate()}\r\n${close}\r\n${message}\n`,
+        `${retry}content-length: ${Buffer.byteLength(text)}\r\ndate: ${httpDate()}\r\n` +
+        `${this.connectionHeaders()}\r\n${text}`,
       'utf8',
     );
     this.finish();
+  }
+
+  /** Connection and Keep-Alive, as http.Server sends them (its keep-alive timeout is 5 s). */
+  private connectionHeaders(): string {
+    return this.connection.lastResponse
+      ? 'connection: close\r\n'
+      : 'connection: keep-alive\r\nkeep-alive: timeout=5\r\n';
   }
 
   onGone(listener: () => void): void {

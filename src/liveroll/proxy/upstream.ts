@@ -105,15 +105,13 @@ class Connection {
   /** Detaches from the client's body (the exchange ended or failed before it was read whole). */
   private stopBody: () => void = () => {};
   private idleMs = IDLE_MS;
-  /** The socket's current timeout, to skip setting the same one again for each request. */
-  private timeoutMs = -1;
 
   constructor(
     private readonly pool: UpstreamPool,
     private readonly settings: UpstreamSettings,
   ) {
     this.socket = net.connect({ host: pool.host, port: pool.port, noDelay: true });
-    this.arm(settings.connectTimeoutMs);
+    this.socket.setTimeout(settings.connectTimeoutMs);
     this.parser = binding.responseParser({
       headers: (status, headers, message) => this.onHeaders(status, headers, message),
       body: (chunk) => this.onBody(chunk),
@@ -163,8 +161,8 @@ class Connection {
     if (handler === undefined) return;
     this.phase = 'headers';
     const { headers, body } = request;
-    // No timeout while a streamed body is sent; the headers timeout starts once it is.
-    this.arm(body === undefined || Buffer.isBuffer(body) ? this.settings.headersTimeoutMs : 0);
+    // No timeout while a body is sent; the headers timeout starts once it is.
+    this.socket.setTimeout(0);
     const whole = Buffer.isBuffer(body);
     const chunked = body !== undefined && !whole && body.headers['content-length'] === undefined;
     let head = `${request.method} ${request.path} HTTP/1.1\r\n`;
@@ -210,13 +208,13 @@ class Connection {
 
   private requestSent(): void {
     this.requestDone = true;
-    if (this.phase === 'headers') this.arm(this.settings.headersTimeoutMs);
+    if (this.phase === 'headers') this.socket.setTimeout(this.settings.headersTimeoutMs);
   }
 
   private onHeaders(status: number, headers: string[], message: string): void {
     if (this.handler === undefined) return this.destroy(); // a second response to one request
     this.phase = 'body';
-    this.arm(this.settings.bodyTimeoutMs);
+    this.socket.setTimeout(this.settings.bodyTimeoutMs);
     const hint = keepAliveHint(headers);
     if (hint !== undefined) this.idleMs = Math.max(0, Math.min(IDLE_MS, hint - 1_000));
     this.handler.onResponseStart(status, headers, message);
@@ -249,15 +247,8 @@ class Connection {
     // that client's backpressure is not the next exchange's.
     this.socket.resume();
     this.phase = 'idle';
-    this.arm(this.idleMs);
+    this.socket.setTimeout(this.idleMs);
     this.pool.idle(this);
-  }
-
-  /** Sets the socket's inactivity timeout, unless it is already that. */
-  private arm(ms: number): void {
-    if (ms === this.timeoutMs) return;
-    this.timeoutMs = ms;
-    this.socket.setTimeout(ms);
   }
 
   /** Lets the paused response of `handler` flow again, if this connection still carries it. */
