@@ -55,8 +55,8 @@ export interface ClientSide {
   destroy(err: Error): void;
   /** Answers with liveroll's own status and message, or cuts a response that has started. */
   reject(status: number, message: string): void;
-  /** Calls `listener` once if the client leaves before the response ended. */
-  onGone(listener: () => void): void;
+  /** Calls `exchange.clientLeft()` once if the client leaves before the response ended. */
+  onGone(exchange: Exchange): void;
 }
 
 /** A request Node's http.Server parsed, answered through its ServerResponse. */
@@ -117,9 +117,9 @@ export class HttpClient implements ClientSide {
     this.proxy.reject(this.res, status, message);
   }
 
-  onGone(listener: () => void): void {
+  onGone(exchange: Exchange): void {
     this.res.on('close', () => {
-      if (!this.res.writableFinished) listener();
+      if (!this.res.writableFinished) exchange.clientLeft();
     });
   }
 }
@@ -142,7 +142,7 @@ export function forwardHttpRequest(
 
 /** One client request, forwarded to one child or, when allowed, retried on another. */
 export class Exchange {
-  private readonly tried = new Set<Backend>();
+  private readonly tried: Backend[] = [];
   private readonly idempotent: boolean;
   private headers: string[] | undefined;
   private bodyStarted = false;
@@ -158,22 +158,25 @@ export class Exchange {
   }
 
   start(): void {
-    this.client.onGone(() => {
-      this.clientGone = true;
-      this.attempt?.abort(new Error('the client closed the connection'));
-    });
+    this.client.onGone(this);
     this.send();
+  }
+
+  /** The client left before its response ended. */
+  clientLeft(): void {
+    this.clientGone = true;
+    this.attempt?.abort('the client closed the connection');
   }
 
   /** Sends the request to the next child not tried yet. */
   private send(): void {
     const backend = this.proxy.rotation.pick(this.tried);
     if (backend === undefined) {
-      if (this.tried.size === 0) this.client.reject(503, 'liveroll: no healthy child');
+      if (this.tried.length === 0) this.client.reject(503, 'liveroll: no healthy child');
       else this.client.reject(502, 'liveroll: no child could be reached');
       return;
     }
-    this.tried.add(backend);
+    this.tried.push(backend);
     this.headers ??= this.client.forwardHeaders();
     const attempt = new Attempt(this, backend);
     this.attempt = attempt;
@@ -239,23 +242,30 @@ class Attempt implements UpstreamHandler {
   started = false;
   control: UpstreamControl | undefined;
   private waitingForDrain = false;
-  readonly finish: () => void;
+  /** The exchange is counted in on its child until the attempt ends. */
+  private counted = true;
 
   constructor(
     private readonly exchange: Exchange,
     readonly backend: Backend,
   ) {
-    this.finish = backend.begin();
+    backend.enter();
   }
 
-  abort(reason: Error): void {
-    this.control?.abort(reason.message);
+  private finish(): void {
+    if (!this.counted) return;
+    this.counted = false;
+    this.backend.leave();
+  }
+
+  abort(reason: string): void {
+    this.control?.abort(this, reason);
   }
 
   onRequestStart(): void {
     this.started = true;
     this.exchange.requestStarted();
-    if (this.exchange.clientGone) this.control?.abort('the client closed the connection');
+    if (this.exchange.clientGone) this.control?.abort(this, 'the client closed the connection');
   }
 
   onResponseStart(status: number, rawHeaders: string[], message: string): void {
@@ -274,7 +284,7 @@ class Attempt implements UpstreamHandler {
 
   private readonly drained = (): void => {
     this.waitingForDrain = false;
-    this.control?.resume();
+    this.control?.resume(this);
   };
 
   onResponseEnd(trailers: string[]): void {

@@ -29,6 +29,18 @@ const forwarded = new Set([
 
 const none: ReadonlySet<string> = new Set();
 
+/**
+ * The lengths of every name the request rewriting looks at: a name of another length is passed
+ * on without being lower-cased, which most names of a request are.
+ */
+const requestNameLengths = new Set(
+  [...hopByHop, ...forwarded, 'host', 'expect'].map((name) => name.length),
+);
+/** The same for a response: hop-by-hop names, and Content-Length and Date, which a writer needs. */
+const responseNameLengths = new Set(
+  [...hopByHop, 'content-length', 'date'].map((name) => name.length),
+);
+
 /** Lower-case header names listed in a Connection header, which are hop-by-hop too. */
 function connectionTokens(value: string | undefined): ReadonlySet<string> {
   // The usual values name no other header: skip the parsing on the hot path.
@@ -89,10 +101,13 @@ export function forwardRawHeaders(
   let priorProto: string | undefined;
   let priorHost: string | undefined;
   let standard: string | undefined;
+  // '' for a name that is passed on whatever its case.
   const lowered: string[] = new Array<string>(raw.length >> 1);
   for (let i = 0; i < raw.length; i += 2) {
-    const lower = (raw[i] ?? '').toLowerCase();
+    const name = raw[i] ?? '';
+    const lower = requestNameLengths.has(name.length) ? name.toLowerCase() : '';
     lowered[i >> 1] = lower;
+    if (lower === '') continue;
     const value = raw[i + 1] ?? '';
     switch (lower) {
       case 'connection':
@@ -122,9 +137,11 @@ export function forwardRawHeaders(
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const lower = lowered[i >> 1] ?? '';
-    if (hopByHop.has(lower) || dropped.has(lower) || lower === 'expect' || forwarded.has(lower)) {
-      continue;
-    }
+    const drop =
+      lower !== '' &&
+      (hopByHop.has(lower) || lower === 'expect' || forwarded.has(lower) || dropped.has(lower));
+    // A name the Connection header lists may have any length.
+    if (drop || (dropped.size > 0 && dropped.has((raw[i] ?? '').toLowerCase()))) continue;
     out.push(raw[i] ?? '', raw[i + 1] ?? '');
   }
   if (options.upgrade && upgrade !== undefined) {
@@ -162,4 +179,35 @@ export function forwardResponseHeaders(raw: readonly (Buffer | string)[]): strin
     const nameIndex = i - (i % 2);
     return !dropped.has((out[nameIndex] ?? '').toLowerCase());
   });
+}
+
+/** What responseHeadLines found among the headers it kept. */
+export interface HeadFacts {
+  contentLength: boolean;
+  date: boolean;
+}
+
+/**
+ * forwardResponseHeaders for a writer that builds the head itself: the kept headers as
+ * `name: value` lines, in one pass that lower-cases only the names it must look at.
+ */
+export function responseHeadLines(raw: readonly string[], facts: HeadFacts): string {
+  facts.contentLength = false;
+  facts.date = false;
+  let lines = '';
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] ?? '';
+    const value = raw[i + 1] ?? '';
+    if (responseNameLengths.has(name.length)) {
+      const lower = name.toLowerCase();
+      if (lower === 'content-length') facts.contentLength = true;
+      else if (lower === 'date') facts.date = true;
+      else if (lower === 'connection' && connectionTokens(value).size > 0) {
+        // It names other headers, of any length: the general path drops them.
+        return responseHeadLines(forwardResponseHeaders(raw), facts);
+      } else if (hopByHop.has(lower) && lower !== 'trailer') continue;
+    }
+    lines += `${name}: ${value}\r\n`;
+  }
+  return lines;
 }

@@ -7,8 +7,8 @@
 import { STATUS_CODES } from 'node:http';
 import type net from 'node:net';
 import type { ProxyOptions } from './context.js';
-import type { ClientSide } from './exchange.js';
-import { forwardRawHeaders, forwardResponseHeaders } from './forward-headers.js';
+import type { ClientSide, Exchange } from './exchange.js';
+import { forwardRawHeaders, responseHeadLines, type HeadFacts } from './forward-headers.js';
 import type { RequestHead } from './upstream-parser.js';
 
 /** A body chunk up to this size is copied behind its head, for one write instead of a writev. */
@@ -23,6 +23,9 @@ export interface LaneConnectionView {
   /** The request's response was written whole. */
   responded(request: LaneRequest): void;
 }
+
+/** What the head being built holds (respond() is synchronous, so one object serves all). */
+const facts: HeadFacts = { contentLength: false, date: false };
 
 /** The Date header's value, made at most once a second. */
 let dateValue = '';
@@ -44,7 +47,7 @@ export class LaneRequest implements ClientSide {
   private head: string | undefined;
   private started = false;
   private chunked = false;
-  private goneListener: (() => void) | undefined;
+  private exchange: Exchange | undefined;
   private done = false;
 
   constructor(
@@ -65,21 +68,13 @@ export class LaneRequest implements ClientSide {
 
   respond(status: number, rawHeaders: readonly string[], message: string): void {
     this.started = true;
-    const headers = forwardResponseHeaders(rawHeaders);
     let head = `HTTP/1.1 ${status} ${message || STATUS_CODES[status] || 'unknown'}\r\n`;
-    let length = false;
-    let date = false;
-    for (let i = 0; i < headers.length; i += 2) {
-      const name = headers[i]!;
-      head += `${name}: ${headers[i + 1]}\r\n`;
-      if (name.length === 14 && name.toLowerCase() === 'content-length') length = true;
-      else if (name.length === 4 && name.toLowerCase() === 'date') date = true;
-    }
+    head += responseHeadLines(rawHeaders, facts);
     // A proxy adds the Date a response lacks (RFC 9110 6.6.1), as http.Server does.
-    if (!date) head += `date: ${httpDate()}\r\n`;
+    if (!facts.date) head += `date: ${httpDate()}\r\n`;
     // 1xx responses never get here: the upstream client skips them.
     const bodyless = this.method === 'HEAD' || status === 204 || status === 304;
-    if (!bodyless && !length) {
+    if (!bodyless && !facts.contentLength) {
       // The child's own framing (chunked, or until it closed) does not cross the hop.
       this.chunked = true;
       head += 'transfer-encoding: chunked\r\n';
@@ -156,15 +151,15 @@ export class LaneRequest implements ClientSide {
       : 'connection: keep-alive\r\nkeep-alive: timeout=5\r\n';
   }
 
-  onGone(listener: () => void): void {
-    this.goneListener = listener;
+  onGone(exchange: Exchange): void {
+    this.exchange = exchange;
   }
 
   /** The client's connection closed while this request was current. */
   gone(): void {
     if (this.done) return;
     this.done = true;
-    this.goneListener?.();
+    this.exchange?.clientLeft();
   }
 
   private finish(): void {

@@ -51,14 +51,23 @@ export class Backend {
 
   /** Counts one exchange in; call the returned function exactly once when it ends. */
   begin(): () => void {
-    this.inflight++;
+    this.enter();
     let ended = false;
     return () => {
       if (ended) return;
       ended = true;
-      this.inflight--;
-      if (this.inflight === 0) this.wakeIdle();
+      this.leave();
     };
+  }
+
+  /** Counts one exchange in; its owner calls leave() exactly once when it ends. */
+  enter(): void {
+    this.inflight++;
+  }
+
+  leave(): void {
+    this.inflight--;
+    if (this.inflight === 0) this.wakeIdle();
   }
 
   /** Runs `hook` when this child is retired (at once if it is already); returns an unsubscribe. */
@@ -127,11 +136,11 @@ export class Rotation {
   }
 
   /** The next child in round-robin order that is not in `exclude`. */
-  pick(exclude?: ReadonlySet<Backend>): Backend | undefined {
+  pick(exclude?: readonly Backend[]): Backend | undefined {
     const count = this.members.length;
     for (let i = 0; i < count; i++) {
       const backend = this.members[(this.cursor + i) % count];
-      if (backend !== undefined && exclude?.has(backend) !== true) {
+      if (backend !== undefined && exclude?.includes(backend) !== true) {
         this.cursor = (this.cursor + i + 1) % count;
         return backend;
       }

@@ -56,7 +56,7 @@ export function tunnelUpgrade(
 ): void {
   const { logger, idleTimeoutMs, trustForwardHeaders } = proxy.options;
   const connectTimeoutMs = proxy.options.connectTimeoutMs ?? 5_000;
-  const tried = new Set<Backend>();
+  const tried: Backend[] = [];
   const headers = forwardRequestHeaders(req, { trustForwardHeaders, upgrade: true });
   let upstream: ClientRequest | undefined;
   client.on('error', () => upstream?.destroy());
@@ -67,10 +67,10 @@ export function tunnelUpgrade(
   const tryNext = (): void => {
     const backend = proxy.rotation.pick(tried);
     if (backend === undefined) {
-      refuse(client, tried.size === 0 ? 503 : 502, proxy.options.retryAfterSeconds ?? 1);
+      refuse(client, tried.length === 0 ? 503 : 502, proxy.options.retryAfterSeconds ?? 1);
       return;
     }
-    tried.add(backend);
+    tried.push(backend);
     const begun = backend.begin();
     let finished = false;
     const finish = (): void => {

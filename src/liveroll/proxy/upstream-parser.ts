@@ -7,6 +7,7 @@
  */
 import type { createRequire } from 'node:module';
 import { LiverollError, LiverollErrorCodes } from '../errors.js';
+import { contentLength } from './head-values.js';
 
 /** The callbacks of one parser. */
 export interface ParserCallbacks {
@@ -76,20 +77,6 @@ export interface RequestParser {
   close(): void;
 }
 
-/** The one Content-Length of a response without Transfer-Encoding, or undefined. */
-function contentLength(headers: readonly string[]): number | undefined {
-  let found: number | undefined;
-  for (let i = 0; i < headers.length; i += 2) {
-    const name = (headers[i] ?? '').toLowerCase();
-    if (name === 'transfer-encoding') return undefined;
-    if (name !== 'content-length') continue;
-    const digits = /^\s*(\d{1,15})\s*$/.exec(headers[i + 1] ?? '');
-    if (digits?.[1] === undefined || found !== undefined) return undefined;
-    found = Number(digits[1]);
-  }
-  return found;
-}
-
 /** The start-up failure on a Node whose HTTP parser binding is not the expected one. */
 function parserMissing(detail: string): LiverollError {
   return new LiverollError(
@@ -124,6 +111,8 @@ export class ParserBinding {
   requestParser(): RequestParser {
     const P = this.Parser;
     const native = new P();
+    // The async resource llhttp's parser reports to async_hooks: one per parser will do.
+    const resource = {};
     let headers: string[] = [];
     let url = '';
     let found: RequestHead | undefined;
@@ -158,7 +147,7 @@ export class ParserBinding {
     native[P.kOnMessageComplete] = () => {};
     return {
       head(data: Buffer): RequestHead | string | undefined {
-        native.initialize(P.REQUEST, {}, 0, 0);
+        native.initialize(P.REQUEST, resource, 0, 0);
         headers = [];
         url = '';
         found = undefined;
@@ -179,7 +168,8 @@ export class ParserBinding {
   responseParser(callbacks: ParserCallbacks): ResponseParser {
     const P = this.Parser;
     const native = new P();
-    native.initialize(P.RESPONSE, {}, 0, 0);
+    const resource = {};
+    native.initialize(P.RESPONSE, resource, 0, 0);
     let pending: string[] = [];
     let failure: string | undefined;
     /** The message being parsed is a 1xx, whose end is not the response's. */
@@ -216,7 +206,7 @@ export class ParserBinding {
       rawLeft -= take;
       callbacks.body(take === data.length ? data : data.subarray(0, take));
       if (rawLeft > 0) return undefined;
-      native.initialize(P.RESPONSE, {}, 0, 0);
+      native.initialize(P.RESPONSE, resource, 0, 0);
       // Bytes past the announced length answer no request: this connection is not reused.
       if (take < data.length) state.keepAlive = false;
       callbacks.complete([]);

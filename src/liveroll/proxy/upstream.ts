@@ -10,84 +10,35 @@
  * rarely written to a connection the child is closing.
  */
 import net from 'node:net';
-import type { IncomingMessage } from 'node:http';
 import { createRequire } from 'node:module';
+import { keepAliveMs, keepAliveValue } from './head-values.js';
 import { ParserBinding, type ResponseParser } from './upstream-parser.js';
+import type {
+  UpstreamControl,
+  UpstreamHandler,
+  UpstreamRequest,
+  UpstreamSettings,
+} from './upstream-types.js';
+import { UpstreamError } from './upstream-types.js';
 
-/** What a dispatch reports to its owner, in this order: start, response start, data, end or error. */
-export interface UpstreamHandler {
-  /** The request is being written to a connection: from here on the child may have seen it. */
-  onRequestStart(): void;
-  /** The final status line and headers (1xx responses are skipped). */
-  onResponseStart(status: number, rawHeaders: string[], message: string): void;
-  /** A chunk of the body; return false to pause the connection until `resume()`. */
-  onResponseData(chunk: Buffer): boolean;
-  /** The response ended; `trailers` is a flat `[name, value, ...]` list, often empty. */
-  onResponseEnd(trailers: string[]): void;
-  /** The exchange failed; `err.code` says how (see UpstreamError). */
-  onResponseError(err: UpstreamError): void;
-}
+export * from './upstream-types.js';
 
-/** A request to forward: the head's parts and, when it has one, the body to stream. */
-export interface UpstreamRequest {
-  method: string;
-  path: string;
-  /** Flat `[name, value, ...]`, already free of hop-by-hop headers. */
-  headers: string[];
-  /**
-   * The body: the client's request, read as it streams, or the whole body already read (its
-   * Content-Length among `headers`); undefined when there is none.
-   */
-  body?: IncomingMessage | Buffer | undefined;
-}
-
-/** The hold an exchange's owner has on it. */
-export interface UpstreamControl {
-  abort(reason: string): void;
-  /** Lets a response paused by `onResponseData` returning false flow again. */
-  resume(): void;
-}
-
-/** Settings of a pool; durations in ms, 0 disables. */
-export interface UpstreamSettings {
-  connectTimeoutMs: number;
-  /** From the end of the request to the response's headers. */
-  headersTimeoutMs: number;
-  /** Longest silence inside a response body. */
-  bodyTimeoutMs: number;
-}
-
-/**
- * A failed exchange with a child. `code` says why: the socket's own code (ECONNREFUSED,
- * ECONNRESET, EPIPE) or one of ours: UPSTREAM_CONNECT_TIMEOUT, UPSTREAM_HEADERS_TIMEOUT, UPSTREAM_BODY_TIMEOUT, UPSTREAM_CLOSED
- * (the child closed before the response ended), UPSTREAM_BAD_RESPONSE (bytes that are not
- * HTTP), UPSTREAM_ABORTED (the client left), UPSTREAM_POOL_CLOSED (the child was forgotten).
- */
-export class UpstreamError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'UpstreamError';
-  }
-}
+/** The control of an exchange that never reached a connection. */
+const detached: UpstreamControl = { abort: () => {}, resume: () => {} };
 
 /** The longest an idle connection is kept when the child names no keep-alive timeout. */
 const IDLE_MS = 4_000;
 
 const binding = new ParserBinding(createRequire(import.meta.url));
 
-/** The child's `Keep-Alive: timeout=N`, in ms, when it sent one. */
-function keepAliveHint(headers: readonly string[]): number | undefined {
-  for (let i = 0; i < headers.length; i += 2) {
-    const name = headers[i] ?? '';
-    if (name.length !== 10 || name.toLowerCase() !== 'keep-alive') continue;
-    const seconds = /timeout=(\d+)/i.exec(headers[i + 1] ?? '');
-    if (seconds?.[1] !== undefined) return Number(seconds[1]) * 1_000;
-  }
-  return undefined;
-}
+/**
+ * Bytes a connection reads into one buffer of its own, reused while no body chunk handed on
+ * from it can still be in use. Node's default read makes a new buffer for every read, and a
+ * stream event for it; a small response needs neither.
+ */
+const READ_SIZE = 64 * 1024;
+/** A body chunk up to this size is copied off the read buffer, which then serves the next read. */
+const COPY_MAX = 16 * 1024;
 
 /** Chunked framing for a body whose length the client did not announce. */
 function chunkHead(length: number): string {
@@ -95,7 +46,7 @@ function chunkHead(length: number): string {
 }
 
 /** One connection to the child, carrying one exchange at a time. */
-class Connection {
+class Connection implements UpstreamControl {
   readonly socket: net.Socket;
   private readonly parser: ResponseParser;
   private handler: UpstreamHandler | undefined;
@@ -105,22 +56,34 @@ class Connection {
   /** Detaches from the client's body (the exchange ended or failed before it was read whole). */
   private stopBody: () => void = () => {};
   private idleMs = IDLE_MS;
+  /** The last Keep-Alive value the child sent, and what it said in ms. */
+  private keepAlive: string | undefined;
+  /** The buffer the socket reads into. */
+  private buffer = Buffer.allocUnsafe(READ_SIZE);
+  /** A body chunk handed on is a slice of `buffer`: the next read needs a new one. */
+  private lent = false;
 
   constructor(
     private readonly pool: UpstreamPool,
     private readonly settings: UpstreamSettings,
   ) {
-    this.socket = net.connect({ host: pool.host, port: pool.port, noDelay: true });
+    this.socket = net.connect({
+      host: pool.host,
+      port: pool.port,
+      noDelay: true,
+      onread: {
+        buffer: () => this.readBuffer(),
+        callback: (length, buffer) => {
+          this.onRead(length, buffer);
+          return true;
+        },
+      },
+    });
     this.socket.setTimeout(settings.connectTimeoutMs);
     this.parser = binding.responseParser({
       headers: (status, headers, message) => this.onHeaders(status, headers, message),
       body: (chunk) => this.onBody(chunk),
       complete: (trailers) => this.onComplete(trailers),
-    });
-    this.socket.on('data', (data: Buffer) => {
-      if (this.handler === undefined) return this.destroy(); // bytes nobody asked for
-      const err = this.parser.execute(data);
-      if (err !== undefined) this.fail('UPSTREAM_BAD_RESPONSE', `bad response: ${err}`);
     });
     this.socket.on('end', () => {
       if (this.handler !== undefined) this.parser.finish(); // a body that ends with the connection
@@ -147,6 +110,22 @@ class Connection {
     });
   }
 
+  /** The buffer for the next read: the same one unless part of it was handed on. */
+  private readBuffer(): Buffer {
+    if (this.lent) {
+      this.lent = false;
+      this.buffer = Buffer.allocUnsafe(READ_SIZE);
+    }
+    return this.buffer;
+  }
+
+  private onRead(length: number, buffer: Uint8Array): void {
+    if (this.handler === undefined) return this.destroy(); // bytes nobody asked for
+    const data = buffer === this.buffer ? this.buffer.subarray(0, length) : Buffer.from(buffer);
+    const err = this.parser.execute(data);
+    if (err !== undefined) this.fail('UPSTREAM_BAD_RESPONSE', `bad response: ${err}`);
+  }
+
   /** Starts an exchange: at once on an idle connection, on connect for a new one. */
   send(request: UpstreamRequest, handler: UpstreamHandler): void {
     this.handler = handler;
@@ -161,10 +140,11 @@ class Connection {
     if (handler === undefined) return;
     this.phase = 'headers';
     const { headers, body } = request;
-    // No timeout while a body is sent; the headers timeout starts once it is.
-    this.socket.setTimeout(0);
     const whole = Buffer.isBuffer(body);
-    const chunked = body !== undefined && !whole && body.headers['content-length'] === undefined;
+    const streamed = body !== undefined && !whole;
+    // No timeout while a body streams; the headers timeout starts once it is sent.
+    if (streamed) this.socket.setTimeout(0);
+    const chunked = streamed && body.headers['content-length'] === undefined;
     let head = `${request.method} ${request.path} HTTP/1.1\r\n`;
     for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
     // Content-Length is among the forwarded headers; Transfer-Encoding, hop-by-hop, is not:
@@ -215,14 +195,27 @@ class Connection {
     if (this.handler === undefined) return this.destroy(); // a second response to one request
     this.phase = 'body';
     this.socket.setTimeout(this.settings.bodyTimeoutMs);
-    const hint = keepAliveHint(headers);
-    if (hint !== undefined) this.idleMs = Math.max(0, Math.min(IDLE_MS, hint - 1_000));
+    // The same value comes with every response: it is read once.
+    const keepAlive = keepAliveValue(headers);
+    if (keepAlive !== undefined && keepAlive !== this.keepAlive) {
+      this.keepAlive = keepAlive;
+      const hint = keepAliveMs(keepAlive);
+      if (hint !== undefined) this.idleMs = Math.max(0, Math.min(IDLE_MS, hint - 1_000));
+    }
     this.handler.onResponseStart(status, headers, message);
   }
 
   private onBody(chunk: Buffer): void {
     const handler = this.handler;
-    if (handler !== undefined && !handler.onResponseData(chunk)) this.socket.pause();
+    if (handler === undefined) return;
+    let data = chunk;
+    if (chunk.buffer === this.buffer.buffer) {
+      // A slice of the read buffer: a small one is copied, so the buffer serves the next read;
+      // a large one is handed on as it is, and the next read gets a new buffer.
+      if (chunk.length <= COPY_MAX) data = Buffer.from(chunk);
+      else this.lent = true;
+    }
+    if (!handler.onResponseData(data)) this.socket.pause();
   }
 
   private onComplete(trailers: string[]): void {
@@ -293,7 +286,7 @@ export class UpstreamPool {
       queueMicrotask(() =>
         handler.onResponseError(new UpstreamError('UPSTREAM_POOL_CLOSED', 'the child is gone')),
       );
-      return { abort: () => {}, resume: () => {} };
+      return detached;
     }
     let connection = this.idleList.pop();
     if (connection === undefined) {
@@ -301,8 +294,7 @@ export class UpstreamPool {
       this.open.add(connection);
     }
     connection.send(request, handler);
-    const used = connection;
-    return { abort: (reason) => used.abort(handler, reason), resume: () => used.resume(handler) };
+    return connection;
   }
 
   /** Called by a connection that finished an exchange and may carry another. */
