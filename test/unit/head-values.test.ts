@@ -9,9 +9,22 @@ import { describe, it } from 'node:test';
 import { responseHeadLines, type HeadFacts } from '../../src/liveroll/proxy/forward-headers.js';
 import {
   contentLength,
+  isName,
   keepAliveMs,
   keepAliveValue,
 } from '../../src/liveroll/proxy/head-values.js';
+
+describe('isName', () => {
+  it('matches a name in any case, and nothing else', () => {
+    for (const name of ['content-length', 'Content-Length', 'CONTENT-LENGTH', 'cOnTeNt-LeNgTh']) {
+      assert.ok(isName(name, 'content-length'), name);
+    }
+    for (const name of ['content-lengtH2', 'content_length', 'content-lengt', 'contentxlength']) {
+      assert.ok(!isName(name, 'content-length'), name);
+    }
+    assert.ok(!isName('Keep-Alive', 'connection'), 'same length, other name');
+  });
+});
 
 describe('contentLength', () => {
   it('reads one Content-Length in any case, with blanks around it', () => {

@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { describeError } from '../errors.js';
 import type { ProxyContext } from './context.js';
 import { forwardRequestHeaders, forwardResponseHeaders } from './forward-headers.js';
+import { isName } from './head-values.js';
 import type { Backend } from './rotation.js';
 import type { UpstreamControl, UpstreamError, UpstreamHandler } from './upstream.js';
 
@@ -26,7 +27,7 @@ export function hostCount(raw: readonly string[]): number {
   let count = 0;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] ?? '';
-    if (name.length === 4 && name.toLowerCase() === 'host') count++;
+    if (isName(name, 'host')) count++;
   }
   return count;
 }

@@ -17,6 +17,7 @@ import type net from 'node:net';
 import { createRequire } from 'node:module';
 import type { ProxyContext } from './context.js';
 import { Exchange, hostCount } from './exchange.js';
+import { isName } from './head-values.js';
 import { LaneRequest, type LaneConnectionView } from './lane-request.js';
 import { ParserBinding, type RequestHead, type RequestParser } from './upstream-parser.js';
 
@@ -46,12 +47,9 @@ function bodyLength(headers: readonly string[]): number | undefined {
   let seen = false;
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i] ?? '';
-    // Only these names matter, and all are longer than 5: most headers are skipped at once.
-    if (name.length < 6) continue;
-    const lower = name.toLowerCase();
-    if (lower === 'transfer-encoding' || lower === 'expect' || lower === 'upgrade')
+    if (isName(name, 'transfer-encoding') || isName(name, 'expect') || isName(name, 'upgrade'))
       return undefined;
-    if (lower !== 'content-length') continue;
+    if (!isName(name, 'content-length')) continue;
     const value = headers[i + 1] ?? '';
     if (seen || !/^\d{1,6}$/.test(value)) return undefined;
     seen = true;

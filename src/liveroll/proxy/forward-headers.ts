@@ -5,6 +5,7 @@
  * client could forge them.
  */
 import type { IncomingMessage } from 'node:http';
+import { isName } from './head-values.js';
 
 /** Headers that describe one connection, never the message (RFC 9110 7.6.1). */
 const hopByHop = new Set([
@@ -36,11 +37,8 @@ const none: ReadonlySet<string> = new Set();
 const requestNameLengths = new Set(
   [...hopByHop, ...forwarded, 'host', 'expect'].map((name) => name.length),
 );
-/** The same for a response: hop-by-hop names, and Content-Length and Date, which a writer needs. */
-const responseNameLengths = new Set(
-  [...hopByHop, 'content-length', 'date'].map((name) => name.length),
-);
-
+/** The lengths of the hop-by-hop names. */
+const hopLengths = new Set([...hopByHop].map((name) => name.length));
 /** Lower-case header names listed in a Connection header, which are hop-by-hop too. */
 function connectionTokens(value: string | undefined): ReadonlySet<string> {
   // The usual values name no other header: skip the parsing on the hot path.
@@ -189,7 +187,7 @@ export interface HeadFacts {
 
 /**
  * forwardResponseHeaders for a writer that builds the head itself: the kept headers as
- * `name: value` lines, in one pass that lower-cases only the names it must look at.
+ * `name: value` lines, in one pass that makes no lower-cased copy of the usual names.
  */
 export function responseHeadLines(raw: readonly string[], facts: HeadFacts): string {
   facts.contentLength = false;
@@ -198,14 +196,26 @@ export function responseHeadLines(raw: readonly string[], facts: HeadFacts): str
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] ?? '';
     const value = raw[i + 1] ?? '';
-    if (responseNameLengths.has(name.length)) {
-      const lower = name.toLowerCase();
-      if (lower === 'content-length') facts.contentLength = true;
-      else if (lower === 'date') facts.date = true;
-      else if (lower === 'connection' && connectionTokens(value).size > 0) {
-        // It names other headers, of any length: the general path drops them.
-        return responseHeadLines(forwardResponseHeaders(raw), facts);
-      } else if (hopByHop.has(lower) && lower !== 'trailer') continue;
+    switch (name.length) {
+      case 14:
+        if (isName(name, 'content-length')) facts.contentLength = true;
+        break;
+      case 4:
+        if (isName(name, 'date')) facts.date = true;
+        break;
+      case 10:
+        if (isName(name, 'keep-alive')) continue;
+        if (!isName(name, 'connection')) break;
+        // A Connection header that names other headers, of any length: the general path.
+        if (connectionTokens(value).size > 0) {
+          return responseHeadLines(forwardResponseHeaders(raw), facts);
+        }
+        continue;
+      default:
+        if (hopLengths.has(name.length)) {
+          const lower = name.toLowerCase();
+          if (lower !== 'trailer' && hopByHop.has(lower)) continue;
+        }
     }
     lines += `${name}: ${value}\r\n`;
   }

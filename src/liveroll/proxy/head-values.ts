@@ -1,18 +1,28 @@
 /**
- * Values the proxy reads from a response head's raw `[name, value, ...]` list. Each looks only at
- * names of the length it wants, so most names are never lower-cased.
+ * Values the proxy reads from a head's raw `[name, value, ...]` list, comparing names in any case
+ * without lower-casing them (isName).
  */
+
+/**
+ * Whether the header name `name` is `lower` (lower-case letters and '-') in any case. Compares
+ * character codes with the case bit set, so no lower-cased copy is made: HTTP names are tokens,
+ * and the only other characters this equates are controls llhttp refuses in a name.
+ */
+export function isName(name: string, lower: string): boolean {
+  if (name.length !== lower.length) return false;
+  for (let i = 0; i < lower.length; i++) {
+    if ((name.charCodeAt(i) | 0x20) !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
 
 /** The one Content-Length of a response without Transfer-Encoding, or undefined. */
 export function contentLength(headers: readonly string[]): number | undefined {
   let found: number | undefined;
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i] ?? '';
-    // Only these two names matter: others are not lower-cased.
-    if (name.length !== 14 && name.length !== 17) continue;
-    const lower = name.toLowerCase();
-    if (lower === 'transfer-encoding') return undefined;
-    if (lower !== 'content-length') continue;
+    if (isName(name, 'transfer-encoding')) return undefined;
+    if (!isName(name, 'content-length')) continue;
     if (found !== undefined) return undefined; // repeated
     found = digits(headers[i + 1] ?? '');
     if (found === undefined) return undefined;
@@ -41,7 +51,7 @@ function digits(value: string): number | undefined {
 export function keepAliveValue(headers: readonly string[]): string | undefined {
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i] ?? '';
-    if (name.length === 10 && name.toLowerCase() === 'keep-alive') return headers[i + 1];
+    if (isName(name, 'keep-alive')) return headers[i + 1];
   }
   return undefined;
 }
