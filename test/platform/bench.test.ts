@@ -258,17 +258,25 @@ test('the bench answers --help, and a bad flag with its usage and exit status 2'
     assert.match(failed.stderr ?? '', /Unknown option '--bogus'[\s\S]*usage:/);
     return true;
   });
-  // The fronts bench alone, as docs/benchmarks.md runs it.
-  const fronts = path.join(ROOT, 'dist/bench/measure/http-front.js');
-  const frontsHelp = await run(process.execPath, [fronts, '--help'], { cwd: ROOT });
-  assert.match(frontsHelp.stdout, /^usage: node dist\/bench\/measure\/http-front\.js/);
-  await assert.rejects(
-    run(process.execPath, [fronts, '--bogus'], { cwd: ROOT }),
-    (err: unknown) => {
-      const failed = err as { code?: number; stderr?: string };
-      assert.equal(failed.code, 2);
-      assert.match(failed.stderr ?? '', /Unknown option '--bogus'[\s\S]*usage:/);
-      return true;
-    },
-  );
+  // The fronts bench and the instruction count alone, as docs/benchmarks.md runs them.
+  const badFlags: Record<string, string[][]> = {
+    'http-front': [['--bogus']],
+    'proxy-instructions': [['--bogus'], ['--runs', 'x']],
+  };
+  for (const [name, flags] of Object.entries(badFlags)) {
+    const script = path.join(ROOT, `dist/bench/measure/${name}.js`);
+    const usage = await run(process.execPath, [script, '--help'], { cwd: ROOT });
+    assert.match(usage.stdout, new RegExp(`^usage: node dist/bench/measure/${name}\\.js`));
+    for (const bad of flags) {
+      await assert.rejects(
+        run(process.execPath, [script, ...bad], { cwd: ROOT }),
+        (err: unknown) => {
+          const failed = err as { code?: number; stderr?: string };
+          assert.equal(failed.code, 2, `${name} ${bad.join(' ')}`);
+          assert.match(failed.stderr ?? '', /usage:/);
+          return true;
+        },
+      );
+    }
+  }
 });
