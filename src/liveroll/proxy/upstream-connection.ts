@@ -125,7 +125,11 @@ export class Connection implements UpstreamControl {
 
   private onRead(length: number, buffer: Uint8Array): void {
     if (this.handler === undefined) return this.destroy(); // bytes nobody asked for
-    const data = buffer === this.buffer ? this.buffer.subarray(0, length) : Buffer.from(buffer);
+    // Node reads into the buffer readBuffer() gave last; were it another, its bytes are copied.
+    const data =
+      buffer === this.buffer
+        ? this.buffer.subarray(0, length)
+        : Buffer.from(buffer.subarray(0, length));
     const err = this.parser.execute(data);
     if (err !== undefined) this.fail('UPSTREAM_BAD_RESPONSE', `bad response: ${err}`);
   }
