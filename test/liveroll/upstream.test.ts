@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { PassThrough } from 'node:stream';
 import {
   Agent,
   createServer as createHttpServer,
@@ -303,5 +304,92 @@ test(
     assert.equal(await exchange('/one'), 'answer to /one');
     assert.equal(await exchange('/two'), 'answer to /two');
     assert.equal(child.sockets.length, 1, 'the second exchange reused the connection');
+  },
+);
+
+test(
+  'the headers timeout counts from the end of an upload, and a body has its own silence timeout',
+  TIMEOUT,
+  async (t) => {
+    const pace = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+    const child = await httpChild(t, (req, res) => {
+      if (req.url === '/upload') {
+        let size = 0;
+        req.on('data', (c: Buffer) => (size += c.length));
+        req.on('end', () => res.end(`got ${size}`));
+      } else if (req.url === '/slow-head') {
+        setTimeout(() => res.end('late'), 2_000);
+      } else if (req.url === '/trickle') {
+        // Gaps shorter than the body's silence timeout, a whole longer than the headers timeout.
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        let left = 6;
+        const tick = (): void => {
+          if (--left === 0) return void res.end('end');
+          res.write('part ');
+          setTimeout(tick, 100);
+        };
+        tick();
+      } else {
+        res.writeHead(200, { 'content-length': '10' });
+        res.write('12345'); // and nothing more
+      }
+    });
+    const { proxy, port } = await startProxy(t, { headersTimeoutMs: 300, idleTimeoutMs: 400 });
+    proxy.add({ name: 'a', host: '127.0.0.1', port: child.port });
+
+    // An upload with two silences longer than either timeout, straight through a pool (the
+    // proxy's own client side would cut such an upload): the child answers after its end.
+    const pool = new UpstreamPool('127.0.0.1', child.port, {
+      connectTimeoutMs: 5_000,
+      headersTimeoutMs: 300,
+      bodyTimeoutMs: 400,
+    });
+    t.after(() => pool.destroy());
+    const body = Object.assign(new PassThrough(), { headers: {} });
+    const uploaded = new Promise<string>((resolve, reject) => {
+      let answer = '';
+      const handler: UpstreamHandler = {
+        onRequestStart: () => {},
+        onResponseStart: (status) => (answer += `${status} `),
+        onResponseData: (chunk) => {
+          answer += chunk.toString();
+          return true;
+        },
+        onResponseEnd: () => resolve(answer),
+        onResponseError: (err: UpstreamError) => reject(new Error(`${err.code} ${err.message}`)),
+      };
+      const request = { method: 'POST', path: '/upload', headers: ['host', 'child'] };
+      pool.dispatch({ ...request, body: body as unknown as IncomingMessage }, handler);
+    });
+    for (let i = 0; i < 2; i++) {
+      body.write(Buffer.alloc(3000, 'u'));
+      await pace(500);
+    }
+    body.end();
+    assert.equal(await uploaded, '200 got 6000');
+
+    const started = Date.now();
+    const late = await send(port, '/slow-head');
+    const waited = Date.now() - started;
+    assert.equal(late.status, 504, 'no headers within 300 ms');
+    assert.ok(waited < 1_900, `the 504 came before the child's answer (${waited} ms)`);
+
+    const trickle = await send(port, '/trickle');
+    assert.equal(trickle.status, 200);
+    assert.equal(trickle.body.toString(), 'part part part part part end');
+
+    // Headers, then silence inside a Content-Length body: the client's response is cut short.
+    const cut = await new Promise<string>((resolve) => {
+      const req = httpRequest({ host: '127.0.0.1', port, path: '/stall', agent: false });
+      req.on('error', () => resolve('error before a response'));
+      req.on('response', (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('error', () => {});
+        res.on('close', () => resolve(`${res.complete ? 'complete' : 'cut'} after ${body}`));
+      });
+      req.end();
+    });
+    assert.equal(cut, 'cut after 12345');
   },
 );

@@ -57,14 +57,16 @@ export class Connection implements UpstreamControl {
   idleMs = IDLE_MS;
   /** When the connection last went idle (Date.now()); the pool's sweep closes it idleMs later. */
   idleSince = 0;
-  /** The socket timeout set last: set again only when it changes (see arm()). */
-  private armed: number;
+  /** When the request was sent whole (Date.now()): the pool's sweep times the wait for headers. */
+  private sentAt = 0;
   /** The last Keep-Alive value the child sent, and what it said in ms. */
   private keepAlive: string | undefined;
   /** The buffer the socket reads into. */
   private buffer = Buffer.allocUnsafe(READ_SIZE);
   /** A body chunk handed on is a slice of `buffer`: the next read needs a new one. */
   private lent = false;
+  /** Reading stopped for a client that has not taken the last chunk yet. */
+  private paused = false;
 
   constructor(
     private readonly pool: ConnectionPool,
@@ -82,8 +84,11 @@ export class Connection implements UpstreamControl {
         },
       },
     });
-    this.armed = settings.connectTimeoutMs;
+    // The socket's timeout is set twice in the connection's life: for the connect, then for
+    // silences inside a response body. Setting it per request (one value for the headers, one
+    // for the body) made and queued two timers a request, 6% of a small request's instructions.
     this.socket.setTimeout(settings.connectTimeoutMs);
+    this.socket.once('connect', () => this.socket.setTimeout(settings.bodyTimeoutMs));
     this.parser = binding.responseParser({
       headers: (status, headers, message) => this.onHeaders(status, headers, message),
       body: (chunk) => this.onBody(chunk),
@@ -95,12 +100,9 @@ export class Connection implements UpstreamControl {
     });
     this.socket.on('timeout', () => {
       if (this.phase === 'idle') return this.destroy();
-      const code =
-        this.phase === 'connect'
-          ? 'UPSTREAM_CONNECT_TIMEOUT'
-          : this.phase === 'headers'
-            ? 'UPSTREAM_HEADERS_TIMEOUT'
-            : 'UPSTREAM_BODY_TIMEOUT';
+      // A request's body may take its time; the wait for headers is the sweep's (sweep()).
+      if (this.phase === 'headers') return;
+      const code = this.phase === 'connect' ? 'UPSTREAM_CONNECT_TIMEOUT' : 'UPSTREAM_BODY_TIMEOUT';
       this.fail(code, `timed out waiting for the child (${this.phase})`);
     });
     this.socket.on('error', (err: NodeJS.ErrnoException) =>
@@ -150,8 +152,6 @@ export class Connection implements UpstreamControl {
     const { headers, body } = request;
     const whole = Buffer.isBuffer(body);
     const streamed = body !== undefined && !whole;
-    // No timeout while a body streams; the headers timeout starts once it is sent.
-    if (streamed) this.arm(0);
     const chunked = streamed && body.headers['content-length'] === undefined;
     let head = `${request.method} ${request.path} HTTP/1.1\r\n`;
     for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
@@ -196,13 +196,28 @@ export class Connection implements UpstreamControl {
 
   private requestSent(): void {
     this.requestDone = true;
-    if (this.phase === 'headers') this.arm(this.settings.headersTimeoutMs);
+    // The headers timeout counts from here: no timeout while a body streams.
+    if (this.phase === 'headers') this.sentAt = Date.now();
+  }
+
+  /**
+   * Called by the pool every few hundred ms: closes this connection if it has been idle for
+   * idleMs, or fails its exchange if the child has not answered within the headers timeout.
+   */
+  sweep(now: number): void {
+    if (this.phase === 'idle') {
+      if (now - this.idleSince >= this.idleMs) this.destroy();
+      return;
+    }
+    const limit = this.settings.headersTimeoutMs;
+    if (this.phase === 'headers' && this.requestDone && limit > 0 && now - this.sentAt >= limit) {
+      this.fail('UPSTREAM_HEADERS_TIMEOUT', 'timed out waiting for the child (headers)');
+    }
   }
 
   private onHeaders(status: number, headers: string[], message: string): void {
     if (this.handler === undefined) return this.destroy(); // a second response to one request
     this.phase = 'body';
-    this.arm(this.settings.bodyTimeoutMs);
     // The same value comes with every response: it is read once.
     const keepAlive = keepAliveValue(headers);
     if (keepAlive !== undefined && keepAlive !== this.keepAlive) {
@@ -223,7 +238,10 @@ export class Connection implements UpstreamControl {
       if (chunk.length <= COPY_MAX) data = Buffer.from(chunk);
       else this.lent = true;
     }
-    if (!handler.onResponseData(data)) this.socket.pause();
+    if (!handler.onResponseData(data)) {
+      this.paused = true;
+      this.socket.pause();
+    }
   }
 
   private onComplete(trailers: string[]): void {
@@ -246,28 +264,23 @@ export class Connection implements UpstreamControl {
     if (this.idleMs <= 0) return this.destroy();
     // The last chunk may have paused the socket for a client that has not drained it yet:
     // that client's backpressure is not the next exchange's.
-    this.socket.resume();
+    this.unpause();
     this.phase = 'idle';
-    // The socket's timeout stays as it is (an idle socket's firing closes it too): the pool's
-    // sweep closes it when idleMs have passed, so no timer is set twice per request.
+    // The pool's sweep closes it when idleMs have passed (an idle socket's timeout would too).
     this.idleSince = Date.now();
     this.pool.idle(this);
   }
 
-  /**
-   * Sets the socket's inactivity timeout. A value already set is not set again: the socket
-   * restarts its timer on every read and write, so the phase that follows one (the headers
-   * timeout after writing, the body timeout after reading a head) counts from it all the same.
-   */
-  private arm(ms: number): void {
-    if (ms === this.armed) return;
-    this.armed = ms;
-    this.socket.setTimeout(ms);
-  }
-
   /** Lets the paused response of `handler` flow again, if this connection still carries it. */
   resume(handler: UpstreamHandler): void {
-    if (this.handler === handler) this.socket.resume();
+    if (this.handler === handler) this.unpause();
+  }
+
+  /** Resumes reading if a response paused it (a resume() of a flowing socket costs as much). */
+  private unpause(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.socket.resume();
   }
 
   /** Aborts the exchange of `handler` if this connection still carries it. */

@@ -23,7 +23,10 @@ export * from './upstream-types.js';
 /** The control of an exchange that never reached a connection. */
 const detached: UpstreamControl = { abort: () => {}, resume: () => {} };
 
-/** How often a pool looks for connections idle too long: they close at most this much late. */
+/**
+ * How often a pool looks for connections idle too long, and for children slow to answer: they
+ * close at most this much late (or a quarter of a shorter headers timeout).
+ */
 const SWEEP_MS = 250;
 
 /** The connections to one child. */
@@ -31,14 +34,18 @@ export class UpstreamPool implements ConnectionPool {
   private readonly idleList: Connection[] = [];
   private readonly open = new Set<Connection>();
   private destroyed = false;
-  /** Closes connections idle for their idleMs; runs only while some are idle. */
+  /** Closes idle connections and times the wait for headers; runs while any connection is open. */
   private sweeper: NodeJS.Timeout | undefined;
+  private readonly sweepMs: number;
 
   constructor(
     readonly host: string,
     readonly port: number,
     private readonly settings: UpstreamSettings,
-  ) {}
+  ) {
+    const headers = settings.headersTimeoutMs;
+    this.sweepMs = headers > 0 ? Math.min(SWEEP_MS, Math.max(10, headers / 4)) : SWEEP_MS;
+  }
 
   /** Sends `request`; the returned control aborts the exchange or resumes a paused response. */
   dispatch(request: UpstreamRequest, handler: UpstreamHandler): UpstreamControl {
@@ -52,6 +59,7 @@ export class UpstreamPool implements ConnectionPool {
     if (connection === undefined) {
       connection = new Connection(this, this.settings);
       this.open.add(connection);
+      this.sweeper ??= setInterval(() => this.sweep(), this.sweepMs).unref();
     }
     connection.send(request, handler);
     return connection;
@@ -61,16 +69,13 @@ export class UpstreamPool implements ConnectionPool {
   idle(connection: Connection): void {
     if (this.destroyed) return connection.destroy();
     this.idleList.push(connection);
-    this.sweeper ??= setInterval(() => this.sweep(), SWEEP_MS).unref();
   }
 
   private sweep(): void {
     const now = Date.now();
-    // Closing one removes it from idleList (dropped(), on its 'close'), so the list is copied.
-    for (const connection of [...this.idleList]) {
-      if (now - connection.idleSince >= connection.idleMs) connection.destroy();
-    }
-    if (this.idleList.length === 0 || this.destroyed) {
+    // A failed exchange may be retried on a new connection of this pool: the set is copied.
+    for (const connection of [...this.open]) connection.sweep(now);
+    if (this.open.size === 0 || this.destroyed) {
       clearInterval(this.sweeper);
       this.sweeper = undefined;
     }
