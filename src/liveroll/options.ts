@@ -217,7 +217,7 @@ export const flags: Readonly<Record<string, Flag>> = {
     option: 'proxyTimeoutMs',
     kind: 'duration',
     default: 60_000,
-    help: 'time a child has to send response headers; 0 disables',
+    help: 'time a child has to send response headers, from the end of the request; 0 disables',
   },
   'proxy-idle-timeout': {
     option: 'proxyIdleTimeoutMs',

@@ -393,3 +393,51 @@ test(
     assert.equal(cut, 'cut after 12345');
   },
 );
+
+test(
+  'a body the child writes in small pieces arrives intact at a client that reads it late, on both paths',
+  TIMEOUT,
+  async (t) => {
+    // 24 MiB (more than loopback's socket buffers hold) in 4 KiB writes, each piece different:
+    // the proxy reads them in small reads into one buffer of its own, while the client's socket
+    // is full and the proxy's writes queue.
+    const PIECES = 6 * 1024;
+    const piece = (i: number): Buffer => Buffer.alloc(4096, `${i % 251};`);
+    const expected = Buffer.concat(Array.from({ length: PIECES }, (_, i) => piece(i)));
+    let sent: () => void = () => {};
+    const child = await httpChild(t, (_req, res) => {
+      res.writeHead(200, { 'content-length': String(expected.length) });
+      let i = 0;
+      const next = (): void => {
+        if (i === PIECES) return void res.end(() => sent());
+        if (res.write(piece(i++))) return void setImmediate(next);
+        // Every buffer on the way is full: the client may start reading.
+        sent();
+        res.once('drain', next);
+      };
+      next();
+    });
+    for (const fastLane of [true, false]) {
+      const { proxy, port } = await startProxy(t, { fastLane });
+      proxy.add({ name: 'a', host: '127.0.0.1', port: child.port });
+      const childDone = new Promise<void>((resolve) => (sent = resolve));
+      const body = await new Promise<Buffer>((resolve, reject) => {
+        const req = httpRequest({ host: '127.0.0.1', port, path: '/', agent: false });
+        req.on('error', reject);
+        req.on('response', (res) => {
+          // Nothing is read until the child has written everything, or can write no more.
+          res.pause();
+          const parts: Buffer[] = [];
+          void childDone.then(() => {
+            res.on('data', (c: Buffer) => parts.push(c));
+            res.resume();
+          });
+          res.on('end', () => resolve(Buffer.concat(parts)));
+        });
+        req.end();
+      });
+      assert.equal(body.length, expected.length, `fastLane ${fastLane}`);
+      assert.ok(body.equals(expected), `the body came through unchanged (fastLane ${fastLane})`);
+    }
+  },
+);

@@ -46,8 +46,11 @@ export interface ClientSide {
   forwardHeaders(): string[];
   /** Starts the response with the child's status and headers (raw, hop-by-hop included). */
   respond(status: number, rawHeaders: readonly string[], message: string): void;
-  /** Writes a chunk of the body; false asks the writer to wait for `onceDrained`. */
-  write(chunk: Buffer): boolean;
+  /**
+   * Writes a chunk of the body; false asks the writer to wait for `onceDrained`. A `transient`
+   * chunk is valid during the call only: one that is kept (queued in a socket) is copied.
+   */
+  write(chunk: Buffer, transient: boolean): boolean;
   /** Calls `listener` once when the client has taken what was written. */
   onceDrained(listener: () => void): void;
   /** Ends the response, with the child's trailers (a flat list, often empty). */
@@ -92,8 +95,8 @@ export class HttpClient implements ClientSide {
     else this.res.writeHead(status, out);
   }
 
-  write(chunk: Buffer): boolean {
-    return this.res.write(chunk);
+  write(chunk: Buffer, transient: boolean): boolean {
+    return this.res.write(transient ? Buffer.from(chunk) : chunk);
   }
 
   onceDrained(listener: () => void): void {
@@ -274,10 +277,10 @@ class Attempt implements UpstreamHandler {
     this.exchange.respond(status, rawHeaders, message);
   }
 
-  onResponseData(chunk: Buffer): boolean {
+  onResponseData(chunk: Buffer, transient: boolean): boolean {
     const client = this.exchange.client;
     // A chunk that comes while we wait (the rest of one read) is written all the same.
-    if (client.write(chunk) || this.waitingForDrain) return true;
+    if (client.write(chunk, transient) || this.waitingForDrain) return true;
     this.waitingForDrain = true;
     client.onceDrained(this.drained);
     return false;

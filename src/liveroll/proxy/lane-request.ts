@@ -82,16 +82,19 @@ export class LaneRequest implements ClientSide {
     this.head = `${head}${this.connectionHeaders()}\r\n`;
   }
 
-  write(chunk: Buffer): boolean {
+  write(chunk: Buffer, transient: boolean): boolean {
     const socket = this.connection.socket;
     if (chunk.length === 0) return true; // an empty chunk would end a chunked body
     const head = this.head;
-    if (head === undefined && !this.chunked) return socket.write(chunk);
+    if (head === undefined && !this.chunked) {
+      return socket.write(transient ? Buffer.from(chunk) : chunk);
+    }
     this.head = undefined;
     const size = this.chunked ? `${chunk.length.toString(16)}\r\n` : '';
     const prefix = head === undefined ? size : head + size;
     if (chunk.length <= SMALL) {
-      // A small answer, the usual case, goes out as one buffer in one plain write.
+      // A small answer, the usual case, goes out as one buffer in one plain write (a copy, so
+      // a transient chunk needs no other).
       const suffix = this.chunked ? 2 : 0;
       const out = Buffer.allocUnsafe(prefix.length + chunk.length + suffix);
       out.write(prefix, 0, 'latin1');
@@ -102,7 +105,7 @@ export class LaneRequest implements ClientSide {
     // A large chunk is not copied: head, chunk and framing go out in one writev.
     socket.cork();
     socket.write(prefix, 'latin1');
-    let more = socket.write(chunk);
+    let more = socket.write(transient ? Buffer.from(chunk) : chunk);
     if (this.chunked) more = socket.write('\r\n', 'latin1');
     socket.uncork();
     return more;

@@ -35,7 +35,7 @@ const binding = new ParserBinding(createRequire(import.meta.url));
  * stream event for it; a small response needs neither.
  */
 const READ_SIZE = 64 * 1024;
-/** A body chunk up to this size is copied off the read buffer, which then serves the next read. */
+/** A body chunk up to this size is lent off the read buffer, which then serves the next read. */
 const COPY_MAX = 16 * 1024;
 
 /** Chunked framing for a body whose length the client did not announce. */
@@ -231,14 +231,15 @@ export class Connection implements UpstreamControl {
   private onBody(chunk: Buffer): void {
     const handler = this.handler;
     if (handler === undefined) return;
-    let data = chunk;
+    let transient = false;
     if (chunk.buffer === this.buffer.buffer) {
-      // A slice of the read buffer: a small one is copied, so the buffer serves the next read;
-      // a large one is handed on as it is, and the next read gets a new buffer.
-      if (chunk.length <= COPY_MAX) data = Buffer.from(chunk);
+      // A slice of the read buffer: a small one is lent for the call only (the handler copies
+      // it if it keeps it), so the buffer serves the next read; a large one is handed on as it
+      // is, and the next read gets a new buffer.
+      if (chunk.length <= COPY_MAX) transient = true;
       else this.lent = true;
     }
-    if (!handler.onResponseData(data)) {
+    if (!handler.onResponseData(chunk, transient)) {
       this.paused = true;
       this.socket.pause();
     }

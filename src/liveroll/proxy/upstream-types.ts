@@ -10,8 +10,12 @@ export interface UpstreamHandler {
   onRequestStart(): void;
   /** The final status line and headers (1xx responses are skipped). */
   onResponseStart(status: number, rawHeaders: string[], message: string): void;
-  /** A chunk of the body; return false to pause the connection until `resume()`. */
-  onResponseData(chunk: Buffer): boolean;
+  /**
+   * A chunk of the body; return false to pause the connection until `resume()`. A `transient`
+   * chunk is a view of the connection's read buffer, which the next read overwrites: copy it if
+   * it is needed after this call returns (a write to a socket may keep it).
+   */
+  onResponseData(chunk: Buffer, transient: boolean): boolean;
   /** The response ended; `trailers` is a flat `[name, value, ...]` list, often empty. */
   onResponseEnd(trailers: string[]): void;
   /** The exchange failed; `err.code` says how (see UpstreamError). */
