@@ -6,7 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { responseHeadLines, type HeadFacts } from '../../src/liveroll/proxy/forward-headers.js';
+import {
+  forwardRawHeaders,
+  responseHeadLines,
+  type HeadFacts,
+} from '../../src/liveroll/proxy/forward-headers.js';
 import {
   contentLength,
   isName,
@@ -90,5 +94,47 @@ describe('responseHeadLines', () => {
     );
     assert.equal(lines, 'Date: d\r\nContent-Length: 1\r\n');
     assert.deepEqual(facts, { contentLength: true, date: true });
+  });
+});
+
+describe('forwardRawHeaders', () => {
+  it('drops forged and hop-by-hop names in any case, and passes long names through', () => {
+    const long = `X-${'a'.repeat(40)}`;
+    const out = forwardRawHeaders(
+      [
+        'HOST',
+        'h.example',
+        'x-FORWARDED-for',
+        '6.6.6.6',
+        'X-Forwarded-Host',
+        'forged',
+        'Forwarded',
+        'for=6.6.6.6',
+        'PROXY-AUTHORIZATION',
+        'p',
+        'Te',
+        'trailers',
+        long,
+        'kept',
+        'Accept',
+        '*/*',
+      ],
+      '::ffff:10.0.0.7',
+      { trustForwardHeaders: false, upgrade: false },
+    );
+    assert.deepEqual(out, [
+      'HOST',
+      'h.example',
+      long,
+      'kept',
+      'Accept',
+      '*/*',
+      'x-forwarded-for',
+      '10.0.0.7',
+      'x-forwarded-proto',
+      'http',
+      'x-forwarded-host',
+      'h.example',
+    ]);
   });
 });

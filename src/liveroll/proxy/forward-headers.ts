@@ -31,14 +31,23 @@ const forwarded = new Set([
 const none: ReadonlySet<string> = new Set();
 
 /**
+ * A table of name lengths: `table[n] === 1` when some name in `names` is n characters long.
+ * A lookup is one load, where a `Set` of numbers hashes each length first (measured: 800
+ * instructions a request, most of it in V8's integer hash).
+ */
+function lengthTable(names: Iterable<string>): Uint8Array {
+  const table = new Uint8Array(32);
+  for (const name of names) table[name.length] = 1;
+  return table;
+}
+
+/**
  * The lengths of every name the request rewriting looks at: a name of another length is passed
  * on without being lower-cased, which most names of a request are.
  */
-const requestNameLengths = new Set(
-  [...hopByHop, ...forwarded, 'host', 'expect'].map((name) => name.length),
-);
+const requestNameLengths = lengthTable([...hopByHop, ...forwarded, 'host', 'expect']);
 /** The lengths of the hop-by-hop names. */
-const hopLengths = new Set([...hopByHop].map((name) => name.length));
+const hopLengths = lengthTable(hopByHop);
 /** Lower-case header names listed in a Connection header, which are hop-by-hop too. */
 function connectionTokens(value: string | undefined): ReadonlySet<string> {
   // The usual values name no other header: skip the parsing on the hot path.
@@ -103,7 +112,7 @@ export function forwardRawHeaders(
   const lowered: string[] = new Array<string>(raw.length >> 1);
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] ?? '';
-    const lower = requestNameLengths.has(name.length) ? name.toLowerCase() : '';
+    const lower = requestNameLengths[name.length] === 1 ? name.toLowerCase() : '';
     lowered[i >> 1] = lower;
     if (lower === '') continue;
     const value = raw[i + 1] ?? '';
@@ -212,7 +221,7 @@ export function responseHeadLines(raw: readonly string[], facts: HeadFacts): str
         }
         continue;
       default:
-        if (hopLengths.has(name.length)) {
+        if (hopLengths[name.length] === 1) {
           const lower = name.toLowerCase();
           if (lower !== 'trailer' && hopByHop.has(lower)) continue;
         }
