@@ -6,30 +6,18 @@
  * with ERR_LIVEROLL_HTTP_PARSER instead of misreading responses.
  */
 import type { createRequire } from 'node:module';
-import { LiverollError, LiverollErrorCodes } from '../errors.js';
 import { contentLength } from './head-values.js';
+import {
+  checkRequestParser,
+  checkResponseParser,
+  parserMissing,
+  type ParserCallbacks,
+  type RequestHead,
+  type RequestParser,
+  type ResponseParser,
+} from './parser-contract.js';
 
-/** The callbacks of one parser. */
-export interface ParserCallbacks {
-  /** Final status and headers (1xx responses are skipped before they get here). */
-  headers(status: number, headers: string[], message: string): void;
-  body(chunk: Buffer): void;
-  /** The message ended; trailers as a flat list. */
-  complete(trailers: string[]): void;
-}
-
-/** One response parser, reused for every response on its connection. */
-export interface ResponseParser {
-  /** Parses bytes; returns a description of the error when they are not HTTP. */
-  execute(data: Buffer): string | undefined;
-  /** Ends a body delimited by the connection's end. */
-  finish(): void;
-  close(): void;
-  /** Set before each request: a response to HEAD has no body whatever its headers say. */
-  skipBody: boolean;
-  /** Whether the last response allows another request on the connection. */
-  readonly keepAlive: boolean;
-}
+export type { ParserCallbacks, RequestHead, RequestParser, ResponseParser };
 
 interface NativeParser {
   initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
@@ -47,43 +35,6 @@ interface NativeParserClass {
   kOnHeadersComplete: number;
   kOnBody: number;
   kOnMessageComplete: number;
-}
-
-/** The head of a client's request, as llhttp read it. */
-export interface RequestHead {
-  method: string;
-  /** The request target as sent. */
-  url: string;
-  /** Flat `[name, value, ...]`, in the client's order and spelling. */
-  headers: string[];
-  /** The minor version of HTTP/1.x. */
-  minor: number;
-  /** An upgrade (Connection: upgrade with Upgrade) or a CONNECT. */
-  upgrade: boolean;
-  /** Whether the client allows another request on the connection. */
-  keepAlive: boolean;
-  /** The head's length in bytes. */
-  length: number;
-}
-
-/** Reads requests' heads, one at a time; their bodies are the caller's. */
-export interface RequestParser {
-  /**
-   * Parses one request's head from the start of `data`. Returns it, or undefined when `data`
-   * ends inside the head, or the parser's error code for bytes that are not a request. Each
-   * call starts afresh: a head split across reads is not pieced together.
-   */
-  head(data: Buffer): RequestHead | string | undefined;
-  close(): void;
-}
-
-/** The start-up failure on a Node whose HTTP parser binding is not the expected one. */
-function parserMissing(detail: string): LiverollError {
-  return new LiverollError(
-    LiverollErrorCodes.HTTP_PARSER,
-    `liveroll cannot use this Node's HTTP parser (${detail}); run it on Node 20 to 26, ` +
-      `or report the Node version at the project's issue tracker`,
-  );
 }
 
 /** Makes parsers; construction checks the binding with a known response. */
@@ -104,8 +55,8 @@ export class ParserBinding {
     if (!Array.isArray(common.methods)) throw parserMissing('no methods in _http_common');
     this.Parser = found;
     this.methods = common.methods;
-    this.selfCheck();
-    this.requestSelfCheck();
+    checkResponseParser((callbacks) => this.responseParser(callbacks));
+    checkRequestParser(() => this.requestParser());
   }
 
   requestParser(): RequestParser {
@@ -116,6 +67,13 @@ export class ParserBinding {
     let headers: string[] = [];
     let url = '';
     let found: RequestHead | undefined;
+    /**
+     * Whether llhttp sits between two messages, ready for the next head without initialize(),
+     * which costs about 1,500 instructions (it resets the parser's async_hooks identity).
+     */
+    let ready = false;
+    /** What the head callback returns: 1 ends the message at its head, 2 stops llhttp there. */
+    let afterHead = 2;
     native[P.kOnHeaders] = (more: string[], urlPart: string) => {
       for (const item of more) headers.push(item);
       url += urlPart;
@@ -140,22 +98,31 @@ export class ParserBinding {
         keepAlive,
         length: 0,
       };
-      // 2 stops llhttp after the head, as for an upgrade: execute() returns the head's length.
-      return 2;
+      return afterHead;
     };
     native[P.kOnBody] = () => {};
     native[P.kOnMessageComplete] = () => {};
     return {
       head(data: Buffer): RequestHead | string | undefined {
-        native.initialize(P.REQUEST, resource, 0, 0);
+        // Given exactly one head, llhttp may end the message there (1: its body, if any, is
+        // the caller's) and stays ready for the next. Otherwise it is stopped after the head
+        // (2), and must be initialized again before the next one.
+        const end = data.indexOf('\r\n\r\n', 0, 'latin1');
+        const whole = end >= 0;
+        if (!ready) native.initialize(P.REQUEST, resource, 0, 0);
+        ready = false;
+        afterHead = whole ? 1 : 2;
         headers = [];
         url = '';
         found = undefined;
-        const result = native.execute(data);
+        const result = native.execute(whole ? data.subarray(0, end + 4) : data);
         const head = found as RequestHead | undefined;
         found = undefined;
         if (result instanceof Error) return (result as NodeJS.ErrnoException).code ?? 'HPE_ERROR';
         if (head === undefined) return undefined;
+        // An upgrade or CONNECT leaves llhttp stopped whatever the callback said, and a message
+        // that ends its connection leaves it refusing another.
+        ready = whole && !head.upgrade && head.keepAlive;
         head.length = result;
         return head;
       },
@@ -177,21 +144,38 @@ export class ParserBinding {
     /**
      * Bytes still to come of a body announced by Content-Length. Such a body bypasses llhttp,
      * which would copy every chunk into a new buffer and call back into JavaScript for it: the
-     * socket's own chunks are handed on, and the parser starts afresh after the last byte.
+     * socket's own chunks are handed on.
      */
     let rawLeft = 0;
+    /**
+     * llhttp is between two messages with nothing of the next one read: just initialized, or
+     * its last message ended with the one head it was given. (After bytes handed to it whole,
+     * it may hold the start of a message, so it is not taken to be fresh until initialized.)
+     */
+    let fresh = true;
+    /**
+     * llhttp was given one whole head and nothing past it. It may then end a message that has
+     * a Content-Length body at its head (1), and stays ready for the next one. Given more, it
+     * is stopped after the head (2) and must be initialized again after the body, which costs
+     * about 1,500 instructions (the parser's async_hooks identity is reset).
+     */
+    let headOnly = false;
     const state = {
       skipBody: false,
       keepAlive: false,
       execute(data: Buffer): string | undefined {
         if (rawLeft > 0) return passRaw(data);
-        const result = native.execute(data);
+        const end = fresh ? data.indexOf('\r\n\r\n', 0, 'latin1') + 4 : 0;
+        if (end < 4) return parse(data);
+        headOnly = true;
+        const result = native.execute(end === data.length ? data : data.subarray(0, end));
+        headOnly = false;
         if (failure !== undefined) return failure;
         if (result instanceof Error) {
           return (result as NodeJS.ErrnoException).code ?? result.message;
         }
-        if (rawLeft > 0 && result < data.length) return passRaw(data.subarray(result));
-        return undefined;
+        // The body, a chunked one's first bytes, or the answer after a 1xx.
+        return end === data.length ? undefined : state.execute(data.subarray(end));
       },
       finish(): void {
         if (rawLeft === 0) native.finish();
@@ -201,12 +185,26 @@ export class ParserBinding {
         setImmediate(() => native.close());
       },
     };
+    /** Hands `data` to llhttp as it is. */
+    const parse = (data: Buffer): string | undefined => {
+      fresh = false;
+      const result = native.execute(data);
+      if (failure !== undefined) return failure;
+      if (result instanceof Error) {
+        return (result as NodeJS.ErrnoException).code ?? result.message;
+      }
+      if (rawLeft > 0 && result < data.length) return passRaw(data.subarray(result));
+      return undefined;
+    };
     const passRaw = (data: Buffer): undefined => {
       const take = Math.min(rawLeft, data.length);
       rawLeft -= take;
       callbacks.body(take === data.length ? data : data.subarray(0, take));
       if (rawLeft > 0) return undefined;
-      native.initialize(P.RESPONSE, resource, 0, 0);
+      if (!fresh) {
+        native.initialize(P.RESPONSE, resource, 0, 0);
+        fresh = true;
+      }
       // Bytes past the announced length answer no request: this connection is not reused.
       if (take < data.length) state.keepAlive = false;
       callbacks.complete([]);
@@ -228,6 +226,7 @@ export class ParserBinding {
     ): number => {
       const list = headers ?? pending;
       pending = [];
+      fresh = false;
       interim = status < 200;
       if (interim) {
         // 100 and 103 come before the real answer; a 101 we never asked for is a broken child.
@@ -240,11 +239,13 @@ export class ParserBinding {
       const length = status === 204 || status === 304 ? undefined : contentLength(list);
       if (length === undefined || length === 0) return 0;
       rawLeft = length;
-      // 2 stops llhttp after the head, as for an upgrade; execute() returns the head's length.
-      return 2;
+      // Given the head only, 1 ends the message for llhttp (the body is passRaw's). Otherwise 2
+      // stops llhttp after the head, as for an upgrade: execute() returns the head's length.
+      return headOnly ? 1 : 2;
     };
     native[P.kOnBody] = (chunk: Buffer) => callbacks.body(chunk);
     native[P.kOnMessageComplete] = () => {
+      if (headOnly) fresh = true;
       const trailers = pending;
       pending = [];
       // A 1xx ends before the response; a raw body's end is passRaw's to report.
@@ -252,74 +253,5 @@ export class ParserBinding {
       callbacks.complete(trailers);
     };
     return state;
-  }
-
-  /** Parses requests' heads the way the proxy's fast lane relies on, and compares. */
-  private requestSelfCheck(): void {
-    const parser = this.requestParser();
-    const two = Buffer.from(
-      'POST /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhiGET / HTTP/1.0\r\n\r\n',
-      'latin1',
-    );
-    const first = parser.head(two);
-    const second = typeof first === 'object' ? parser.head(two.subarray(first.length + 2)) : first;
-    const partial = parser.head(Buffer.from('GET / HTTP/1.1\r\nHost:', 'latin1'));
-    const upgrade = parser.head(
-      Buffer.from('GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n', 'latin1'),
-    );
-    const bad = parser.head(Buffer.from('GET / HTTP/1.1\r\nBad Name: 1\r\n\r\n', 'latin1'));
-    parser.close();
-    const seen = [first, second, upgrade].map((h) =>
-      typeof h === 'object'
-        ? `${h.method} ${h.url} 1.${h.minor} ${h.headers.join('|')} ${h.upgrade} ${h.keepAlive} ${h.length}`
-        : String(h),
-    );
-    const expected = [
-      'POST /a?b=1 1.1 Host|x|Content-Length|2 false true 52',
-      'GET / 1.0  false false 18',
-      'GET / 1.1 Connection|upgrade|Upgrade|x true true 51',
-    ];
-    if (
-      seen.join('\n') !== expected.join('\n') ||
-      partial !== undefined ||
-      typeof bad !== 'string'
-    ) {
-      throw parserMissing(`the request check gave ${JSON.stringify([...seen, partial, bad])}`);
-    }
-  }
-
-  /** Parses a response with every feature the client relies on, and compares. */
-  private selfCheck(): void {
-    const seen: string[] = [];
-    const parser = this.responseParser({
-      headers: (status, headers, message) => seen.push(`${status} ${message} ${headers.join('|')}`),
-      body: (chunk) => seen.push(chunk.toString('latin1')),
-      complete: (trailers) => seen.push(`end ${trailers.join('|')}`),
-    });
-    const sample =
-      'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n' +
-      'X-A: 1\r\n\r\n3\r\nabc\r\n0\r\nX-T: 2\r\n\r\n';
-    const errors = [parser.execute(Buffer.from(sample, 'latin1'))];
-    // A Content-Length body split across reads, then a response with no body.
-    const sized = 'HTTP/1.1 201 Created\r\nContent-Length: 6\r\n\r\nxyzuvw';
-    errors.push(parser.execute(Buffer.from(sized.slice(0, 45), 'latin1')));
-    errors.push(parser.execute(Buffer.from(sized.slice(45), 'latin1')));
-    errors.push(parser.execute(Buffer.from('HTTP/1.1 204 No Content\r\n\r\n', 'latin1')));
-    parser.close();
-    const expected = [
-      '200 OK Transfer-Encoding|chunked|X-A|1',
-      'abc',
-      'end X-T|2',
-      '201 Created Content-Length|6',
-      'xy',
-      'zuvw',
-      'end ',
-      '204 No Content ',
-      'end ',
-    ];
-    const err = errors.find((e) => e !== undefined);
-    if (err !== undefined || seen.join('\n') !== expected.join('\n') || !parser.keepAlive) {
-      throw parserMissing(`the check parse gave ${JSON.stringify(seen)} ${err ?? ''}`);
-    }
   }
 }
