@@ -19,6 +19,9 @@ import {
 
 export type { ParserCallbacks, RequestHead, RequestParser, ResponseParser };
 
+/** The end of a head; a Buffer needle is searched for without being encoded first. */
+const BLANK_LINE = Buffer.from('\r\n\r\n', 'latin1');
+
 interface NativeParser {
   initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
   execute(data: Buffer): number | Error;
@@ -107,7 +110,7 @@ export class ParserBinding {
         // Given exactly one head, llhttp may end the message there (1: its body, if any, is
         // the caller's) and stays ready for the next. Otherwise it is stopped after the head
         // (2), and must be initialized again before the next one.
-        const end = data.indexOf('\r\n\r\n', 0, 'latin1');
+        const end = data.indexOf(BLANK_LINE);
         const whole = end >= 0;
         if (!ready) native.initialize(P.REQUEST, resource, 0, 0);
         ready = false;
@@ -165,7 +168,7 @@ export class ParserBinding {
       keepAlive: false,
       execute(data: Buffer): string | undefined {
         if (rawLeft > 0) return passRaw(data);
-        const end = fresh ? data.indexOf('\r\n\r\n', 0, 'latin1') + 4 : 0;
+        const end = fresh ? data.indexOf(BLANK_LINE) + 4 : 0;
         if (end < 4) return parse(data);
         headOnly = true;
         const result = native.execute(end === data.length ? data : data.subarray(0, end));
