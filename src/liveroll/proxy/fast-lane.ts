@@ -27,6 +27,8 @@ const MAX_BODY = 64 * 1024;
 const MAX_QUEUED = 64 * 1024;
 /** Idle time between requests before a keep-alive connection is closed (http.Server's default). */
 const KEEP_ALIVE_MS = 5_000;
+/** How often the lane looks for connections silent too long (or a quarter of a shorter timeout). */
+const SWEEP_MS = 250;
 
 const binding = new ParserBinding(createRequire(import.meta.url));
 const noop = (): void => {};
@@ -62,17 +64,37 @@ function bodyLength(headers: readonly string[]): number | undefined {
 export class FastLane {
   private readonly connections = new Set<LaneConnection>();
   draining = false;
+  /** Times the connections' silences; runs while the lane holds any. */
+  private sweeper: NodeJS.Timeout | undefined;
+  private readonly sweepMs: number;
 
   constructor(
     readonly proxy: ProxyContext,
     readonly options: FastLaneOptions,
     /** Gives a connection to http.Server, which reads it from then on. */
     private readonly handOver: (socket: net.Socket) => void,
-  ) {}
+  ) {
+    const headers = options.headersTimeoutMs;
+    this.sweepMs = headers > 0 ? Math.min(SWEEP_MS, Math.max(10, headers / 4)) : SWEEP_MS;
+  }
 
   /** Takes a new client connection. */
   accept(socket: net.Socket): void {
     this.connections.add(new LaneConnection(this, socket));
+    this.sweeper ??= setInterval(() => this.sweep(), this.sweepMs).unref();
+  }
+
+  /**
+   * Ends connections silent too long: a socket timeout would be re-armed on every read and
+   * write, where this looks at a counter a few times a second.
+   */
+  private sweep(): void {
+    const now = Date.now();
+    for (const connection of this.connections) connection.sweep(now);
+    if (this.connections.size === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
   }
 
   /** Connections the fast lane still holds. */
@@ -117,7 +139,11 @@ class LaneConnection implements LaneConnectionView {
   private readonly onData = (data: Buffer): void => this.read(data);
   private readonly onEnd = (): void => this.clientEnded();
   private readonly onClose = (): void => this.closed();
-  private readonly onTimeout = (): void => this.timedOut();
+  /** Reads and answers so far; the sweep notes when the count last changed. */
+  private activity = 0;
+  private activitySeen = 0;
+  private quietSince = Date.now();
+  private expired = false;
 
   constructor(
     readonly lane: FastLane,
@@ -128,11 +154,27 @@ class LaneConnection implements LaneConnectionView {
     socket.on('end', this.onEnd);
     socket.on('close', this.onClose);
     socket.on('error', noop);
-    socket.on('timeout', this.onTimeout);
-    socket.setTimeout(lane.options.headersTimeoutMs);
+  }
+
+  /**
+   * Called by the lane's sweep: a connection that has sent no request within the headers
+   * timeout gets 408, and one idle between requests for KEEP_ALIVE_MS is closed. A request in
+   * flight is the child's timeouts' and the client's own pace's to govern.
+   */
+  sweep(now: number): void {
+    if (this.released || this.expired) return;
+    if (this.activity !== this.activitySeen) {
+      this.activitySeen = this.activity;
+      this.quietSince = now;
+      return;
+    }
+    if (this.current !== undefined) return;
+    const limit = this.served === 0 ? this.lane.options.headersTimeoutMs : KEEP_ALIVE_MS;
+    if (limit > 0 && now - this.quietSince >= limit) this.timedOut();
   }
 
   private read(data: Buffer): void {
+    this.activity++;
     if (this.current !== undefined || this.queued !== undefined) {
       this.queued = this.queued === undefined ? data : Buffer.concat([this.queued, data]);
       if (this.queued.length > MAX_QUEUED && !this.paused) {
@@ -159,10 +201,7 @@ class LaneConnection implements LaneConnectionView {
       length > 0 ? data.subarray(head.length, end) : undefined,
     );
     this.current = request;
-    // One timer for the connection's life, re-armed by every read and write: it ends an idle
-    // keep-alive connection, and is ignored while a request is in flight (the child's
-    // timeouts and the client's own pace govern that). Set once, not per request.
-    if (this.served++ === 0) this.socket.setTimeout(KEEP_ALIVE_MS);
+    this.served++;
     new Exchange(this.lane.proxy, request).start();
   }
 
@@ -187,6 +226,7 @@ class LaneConnection implements LaneConnectionView {
   responded(request: LaneRequest): void {
     if (this.current !== request) return;
     this.current = undefined;
+    this.activity++;
     if (this.lastResponse) {
       this.closing = true;
       this.socket.end();
@@ -223,7 +263,7 @@ class LaneConnection implements LaneConnectionView {
   }
 
   private timedOut(): void {
-    if (this.current !== undefined) return;
+    this.expired = true;
     if (this.served === 0) {
       // No request within the headers timeout: what http.Server answers too.
       this.socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
@@ -248,12 +288,10 @@ class LaneConnection implements LaneConnectionView {
     const socket = this.socket;
     this.released = true;
     this.parser.close();
-    socket.setTimeout(0);
     socket.removeListener('data', this.onData);
     socket.removeListener('end', this.onEnd);
     socket.removeListener('close', this.onClose);
     socket.removeListener('error', noop);
-    socket.removeListener('timeout', this.onTimeout);
     socket.pause();
     socket.unshift(data);
     this.lane.released(this, socket);

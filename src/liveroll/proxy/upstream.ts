@@ -24,8 +24,8 @@ export * from './upstream-types.js';
 const detached: UpstreamControl = { abort: () => {}, resume: () => {} };
 
 /**
- * How often a pool looks for connections idle too long, and for children slow to answer: they
- * close at most this much late (or a quarter of a shorter headers timeout).
+ * How often a pool looks for connections idle too long, and for children slow to answer or
+ * silent inside a body: at most this much late (or a quarter of a shorter timeout).
  */
 const SWEEP_MS = 250;
 
@@ -43,8 +43,8 @@ export class UpstreamPool implements ConnectionPool {
     readonly port: number,
     private readonly settings: UpstreamSettings,
   ) {
-    const headers = settings.headersTimeoutMs;
-    this.sweepMs = headers > 0 ? Math.min(SWEEP_MS, Math.max(10, headers / 4)) : SWEEP_MS;
+    const limits = [settings.headersTimeoutMs, settings.bodyTimeoutMs].filter((ms) => ms > 0);
+    this.sweepMs = Math.min(SWEEP_MS, Math.max(10, Math.min(...limits.map((ms) => ms / 4))));
   }
 
   /** Sends `request`; the returned control aborts the exchange or resumes a paused response. */
