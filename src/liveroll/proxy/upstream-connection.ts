@@ -205,8 +205,8 @@ export class Connection implements UpstreamControl {
 
   /**
    * Called by the pool every few hundred ms: closes this connection if it has been idle for
-   * idleMs, or fails its exchange if the child has not answered within the headers timeout or
-   * has read nothing of a body for the body timeout (both at most one sweep late).
+   * idleMs, or fails its exchange if the child has not answered within the headers timeout
+   * (at most one sweep late) or has sent nothing of a body for the body timeout (two).
    */
   sweep(now: number): void {
     if (this.phase === 'idle') {
