@@ -368,11 +368,9 @@ test(
     body.end();
     assert.equal(await uploaded, '200 got 6000');
 
-    const started = Date.now();
+    // The child answers 200 after 2 s: a 504 can only come from the headers timeout.
     const late = await send(port, '/slow-head');
-    const waited = Date.now() - started;
     assert.equal(late.status, 504, 'no headers within 300 ms');
-    assert.ok(waited < 1_900, `the 504 came before the child's answer (${waited} ms)`);
 
     const trickle = await send(port, '/trickle');
     assert.equal(trickle.status, 200);
