@@ -19,6 +19,7 @@ import type { ProxyContext } from './context.js';
 import { Exchange, hostCount } from './exchange.js';
 import { isName } from './head-values.js';
 import { LaneRequest, type LaneConnectionView } from './lane-request.js';
+import { QuietClock, Sweeper, sweepInterval } from './sweep.js';
 import { ParserBinding, type RequestHead, type RequestParser } from './upstream-parser.js';
 
 /** The largest body the fast lane takes, when it came in the same read as its head. */
@@ -27,8 +28,6 @@ const MAX_BODY = 64 * 1024;
 const MAX_QUEUED = 64 * 1024;
 /** Idle time between requests before a keep-alive connection is closed (http.Server's default). */
 const KEEP_ALIVE_MS = 5_000;
-/** How often the lane looks for connections silent too long (or a quarter of a shorter timeout). */
-const SWEEP_MS = 250;
 
 const binding = new ParserBinding(createRequire(import.meta.url));
 const noop = (): void => {};
@@ -65,8 +64,7 @@ export class FastLane {
   private readonly connections = new Set<LaneConnection>();
   draining = false;
   /** Times the connections' silences; runs while the lane holds any. */
-  private sweeper: NodeJS.Timeout | undefined;
-  private readonly sweepMs: number;
+  private readonly sweeper: Sweeper;
 
   constructor(
     readonly proxy: ProxyContext,
@@ -74,27 +72,16 @@ export class FastLane {
     /** Gives a connection to http.Server, which reads it from then on. */
     private readonly handOver: (socket: net.Socket) => void,
   ) {
-    const headers = options.headersTimeoutMs;
-    this.sweepMs = headers > 0 ? Math.min(SWEEP_MS, Math.max(10, headers / 4)) : SWEEP_MS;
+    this.sweeper = new Sweeper(sweepInterval([options.headersTimeoutMs]), (now) => {
+      for (const connection of this.connections) connection.sweep(now);
+      return this.connections.size > 0;
+    });
   }
 
   /** Takes a new client connection. */
   accept(socket: net.Socket): void {
     this.connections.add(new LaneConnection(this, socket));
-    this.sweeper ??= setInterval(() => this.sweep(), this.sweepMs).unref();
-  }
-
-  /**
-   * Ends connections silent too long: a socket timeout would be re-armed on every read and
-   * write, where this looks at a counter a few times a second.
-   */
-  private sweep(): void {
-    const now = Date.now();
-    for (const connection of this.connections) connection.sweep(now);
-    if (this.connections.size === 0) {
-      clearInterval(this.sweeper);
-      this.sweeper = undefined;
-    }
+    this.sweeper.start();
   }
 
   /** Connections the fast lane still holds. */
@@ -139,10 +126,8 @@ class LaneConnection implements LaneConnectionView {
   private readonly onData = (data: Buffer): void => this.read(data);
   private readonly onEnd = (): void => this.clientEnded();
   private readonly onClose = (): void => this.closed();
-  /** Reads and answers so far; the sweep notes when the count last changed. */
-  private activity = 0;
-  private activitySeen = 0;
-  private quietSince = Date.now();
+  /** Moved by each read and each answer; the lane's sweep times the silences between. */
+  private readonly quiet = new QuietClock();
   private expired = false;
 
   constructor(
@@ -163,18 +148,14 @@ class LaneConnection implements LaneConnectionView {
    */
   sweep(now: number): void {
     if (this.released || this.expired) return;
-    if (this.activity !== this.activitySeen) {
-      this.activitySeen = this.activity;
-      this.quietSince = now;
-      return;
-    }
+    const quiet = this.quiet.quietFor(now);
     if (this.current !== undefined) return;
     const limit = this.served === 0 ? this.lane.options.headersTimeoutMs : KEEP_ALIVE_MS;
-    if (limit > 0 && now - this.quietSince >= limit) this.timedOut();
+    if (limit > 0 && quiet >= limit) this.timedOut();
   }
 
   private read(data: Buffer): void {
-    this.activity++;
+    this.quiet.touch();
     if (this.current !== undefined || this.queued !== undefined) {
       this.queued = this.queued === undefined ? data : Buffer.concat([this.queued, data]);
       if (this.queued.length > MAX_QUEUED && !this.paused) {
@@ -226,7 +207,7 @@ class LaneConnection implements LaneConnectionView {
   responded(request: LaneRequest): void {
     if (this.current !== request) return;
     this.current = undefined;
-    this.activity++;
+    this.quiet.touch();
     if (this.lastResponse) {
       this.closing = true;
       this.socket.end();

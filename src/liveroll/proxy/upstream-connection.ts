@@ -6,6 +6,7 @@ import net from 'node:net';
 import { createRequire } from 'node:module';
 import { keepAliveMs, keepAliveValue } from './head-values.js';
 import { ParserBinding, type ResponseParser } from './upstream-parser.js';
+import { QuietClock } from './sweep.js';
 import type {
   UpstreamControl,
   UpstreamHandler,
@@ -36,7 +37,7 @@ const binding = new ParserBinding(createRequire(import.meta.url));
  */
 const READ_SIZE = 64 * 1024;
 /** A body chunk up to this size is lent off the read buffer, which then serves the next read. */
-const COPY_MAX = 16 * 1024;
+const LEND_MAX = 16 * 1024;
 
 /** Chunked framing for a body whose length the client did not announce. */
 function chunkHead(length: number): string {
@@ -59,10 +60,8 @@ export class Connection implements UpstreamControl {
   idleSince = 0;
   /** When the request was sent whole (Date.now()): the pool's sweep times the wait for headers. */
   private sentAt = 0;
-  /** Reads so far, and their count at the sweep that last saw it change, and when that was. */
-  private reads = 0;
-  private readsSeen = 0;
-  private quietSince = 0;
+  /** Moved by each read: the pool's sweep times silences inside a body from it. */
+  private readonly quiet = new QuietClock();
   /** The last Keep-Alive value the child sent, and what it said in ms. */
   private keepAlive: string | undefined;
   /** The buffer the socket reads into. */
@@ -129,7 +128,7 @@ export class Connection implements UpstreamControl {
 
   private onRead(length: number, buffer: Uint8Array): void {
     if (this.handler === undefined) return this.destroy(); // bytes nobody asked for
-    this.reads++;
+    this.quiet.touch();
     // Node reads into the buffer readBuffer() gave last; were it another, its bytes are copied.
     const data =
       buffer === this.buffer
@@ -221,13 +220,8 @@ export class Connection implements UpstreamControl {
       return;
     }
     if (this.phase !== 'body') return;
-    if (this.reads !== this.readsSeen) {
-      this.readsSeen = this.reads;
-      this.quietSince = now;
-      return;
-    }
     const limit = this.settings.bodyTimeoutMs;
-    if (limit > 0 && now - this.quietSince >= limit) {
+    if (limit > 0 && this.quiet.quietFor(now) >= limit) {
       this.fail('UPSTREAM_BODY_TIMEOUT', 'timed out waiting for the child (body)');
     }
   }
@@ -253,7 +247,7 @@ export class Connection implements UpstreamControl {
       // A slice of the read buffer: a small one is lent for the call only (the handler copies
       // it if it keeps it), so the buffer serves the next read; a large one is handed on as it
       // is, and the next read gets a new buffer.
-      if (chunk.length <= COPY_MAX) transient = true;
+      if (chunk.length <= LEND_MAX) transient = true;
       else this.lent = true;
     }
     if (!handler.onResponseData(chunk, transient)) {

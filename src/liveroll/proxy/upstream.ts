@@ -17,34 +17,35 @@ import type {
   UpstreamSettings,
 } from './upstream-types.js';
 import { UpstreamError } from './upstream-types.js';
+import { Sweeper, sweepInterval } from './sweep.js';
 
 export * from './upstream-types.js';
 
 /** The control of an exchange that never reached a connection. */
 const detached: UpstreamControl = { abort: () => {}, resume: () => {} };
 
-/**
- * How often a pool looks for connections idle too long, and for children slow to answer or
- * silent inside a body: at most this much late (or a quarter of a shorter timeout).
- */
-const SWEEP_MS = 250;
-
 /** The connections to one child. */
 export class UpstreamPool implements ConnectionPool {
   private readonly idleList: Connection[] = [];
   private readonly open = new Set<Connection>();
   private destroyed = false;
-  /** Closes idle connections and times the wait for headers; runs while any connection is open. */
-  private sweeper: NodeJS.Timeout | undefined;
-  private readonly sweepMs: number;
+  /**
+   * Closes connections idle too long, and times children slow to answer or silent inside a
+   * body (sweep.ts); runs while any connection is open.
+   */
+  private readonly sweeper: Sweeper;
 
   constructor(
     readonly host: string,
     readonly port: number,
     private readonly settings: UpstreamSettings,
   ) {
-    const limits = [settings.headersTimeoutMs, settings.bodyTimeoutMs].filter((ms) => ms > 0);
-    this.sweepMs = Math.min(SWEEP_MS, Math.max(10, Math.min(...limits.map((ms) => ms / 4))));
+    const limits = [settings.headersTimeoutMs, settings.bodyTimeoutMs];
+    this.sweeper = new Sweeper(sweepInterval(limits), (now) => {
+      // A failed exchange may be retried on a new connection of this pool: the set is copied.
+      for (const connection of [...this.open]) connection.sweep(now);
+      return this.open.size > 0 && !this.destroyed;
+    });
   }
 
   /** Sends `request`; the returned control aborts the exchange or resumes a paused response. */
@@ -59,7 +60,7 @@ export class UpstreamPool implements ConnectionPool {
     if (connection === undefined) {
       connection = new Connection(this, this.settings);
       this.open.add(connection);
-      this.sweeper ??= setInterval(() => this.sweep(), this.sweepMs).unref();
+      this.sweeper.start();
     }
     connection.send(request, handler);
     return connection;
@@ -69,16 +70,6 @@ export class UpstreamPool implements ConnectionPool {
   idle(connection: Connection): void {
     if (this.destroyed) return connection.destroy();
     this.idleList.push(connection);
-  }
-
-  private sweep(): void {
-    const now = Date.now();
-    // A failed exchange may be retried on a new connection of this pool: the set is copied.
-    for (const connection of [...this.open]) connection.sweep(now);
-    if (this.open.size === 0 || this.destroyed) {
-      clearInterval(this.sweeper);
-      this.sweeper = undefined;
-    }
   }
 
   /** Called by a connection that closed. */
@@ -91,8 +82,7 @@ export class UpstreamPool implements ConnectionPool {
   /** Closes every connection; exchanges still running fail with UPSTREAM_POOL_CLOSED. */
   destroy(): Promise<void> {
     this.destroyed = true;
-    clearInterval(this.sweeper);
-    this.sweeper = undefined;
+    this.sweeper.stop();
     const closing = [...this.open].map(
       (c) =>
         new Promise<void>((resolve) => {
