@@ -10,19 +10,24 @@
  *   liveroll proxy, http.Server only
  *                     the same with --fast-lane=false: every request through Node's http.Server
  *   plain Node pipe   bench/programs/tcp-relay.ts: a Node proxy that copies bytes, parses nothing
+ *   plain C relay     bench/programs/c-relay.c: the same in C with one epoll loop, a floor under
+ *                     every front (skipped with the reason when it cannot be built)
  *   liveroll direct   liveroll --mode direct: the app accepts on the public socket itself
+ *
+ * The app is pinned to one CPU and the front being measured to another, so each front gets the
+ * same placement (support/placement.ts; --no-pin leaves it to the scheduler).
  *
  * Rounds alternate the fronts, so a noisy spell on the machine falls on all alike; medians of
  * requests/s and of wrk's p99 are reported, with each front's ratio to direct and to nginx.
  *
  * Bulk transfers: a 1 GiB download and a 1 GiB upload with curl, straight to the app, through
- * nginx, through a plain Node pipe (bench/tcp-relay.ts, copying bytes), through liveroll's
+ * nginx, through the plain Node pipe and the plain C relay (copying bytes), through liveroll's
  * proxy, and through a second liveroll proxy left on glibc's default heap trimming
  * (`MALLOC_TRIM_THRESHOLD_=131072`, see src/memory.ts); MB/s medians, and the minor page
  * faults per MiB of the relaying process where it is one we started.
  *
  *   node dist/bench/measure/http-front.js [--rounds 3] [--seconds 3] [--connections 32]
- *     [--path /] [--bulk-rounds 2] [--bulk-bytes 1073741824] [--no-bulk]
+ *     [--path /] [--bulk-rounds 2] [--bulk-bytes 1073741824] [--no-bulk] [--no-pin]
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -32,7 +37,16 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { hasCommand } from '../../scripts/node-lines.js';
 import { cpuUs, minorFaults, startLiveroll, stopLiveroll } from './liveroll-proxy.js';
-import { ROOT, removeTempDir, startNode, stopProcess, tempDir } from '../support/processes.js';
+import { buildCRelay } from '../support/c-relay.js';
+import { chooseLayout, pin, type Layout } from '../support/placement.js';
+import {
+  ROOT,
+  removeTempDir,
+  startNode,
+  startProgram,
+  stopProcess,
+  tempDir,
+} from '../support/processes.js';
 import { median, table } from '../support/stats.js';
 
 const RELAY = path.join(ROOT, 'dist/bench/programs/tcp-relay.js');
@@ -45,6 +59,8 @@ export interface FrontPlan {
   path: string;
   bulkRounds: number;
   bulkBytes: number;
+  /** Pin the app to one CPU and the front measured to another (support/placement.ts). */
+  pin: boolean;
 }
 
 export const FRONT_NAMES = [
@@ -53,6 +69,7 @@ export const FRONT_NAMES = [
   'liveroll proxy',
   'liveroll proxy, http.Server only',
   'plain Node pipe',
+  'plain C relay',
   'liveroll direct',
 ] as const;
 export type FrontName = (typeof FRONT_NAMES)[number];
@@ -97,6 +114,9 @@ type BulkRoute = [name: string, port: number, pid: number];
 export interface FrontOutcome {
   skipped?: string;
   nginxSkipped?: string;
+  cRelaySkipped?: string;
+  /** Where the processes ran, in words. */
+  placement?: string;
   plan: FrontPlan;
   fronts: FrontSummary[];
   bulk: BulkSummary[];
@@ -144,8 +164,15 @@ export function runWrk(plan: FrontPlan, port: number, seconds = plan.seconds): W
   return { rps, p99Ms: p99, errors, requests };
 }
 
-/** A wrk round that also charges the CPU of the front's and the app's processes per request. */
-function measuredRound(plan: FrontPlan, target: Target): WrkResult {
+/**
+ * A wrk round that also charges the CPU of the front's and the app's processes per request;
+ * with a layout, the app is pinned to its CPU and the front to the other first.
+ */
+function measuredRound(plan: FrontPlan, target: Target, layout: Layout | undefined): WrkResult {
+  if (layout !== undefined) {
+    pin(target.appPids, String(layout.app));
+    pin(target.frontPids, String(layout.front));
+  }
   const front = cpuUs(...target.frontPids);
   const app = cpuUs(...target.appPids);
   const result = runWrk(plan, target.port);
@@ -249,7 +276,7 @@ function curlMBps(args: string[], metric: 'speed_download' | 'speed_upload'): nu
   return Number(speed) / 1e6;
 }
 
-/** Bulk routes: the app, nginx, the plain Node pipe, liveroll's proxy on both heap settings. */
+/** Bulk routes: the app, nginx, the two plain relays, liveroll's proxy on both heap settings. */
 async function measureBulk(
   plan: FrontPlan,
   routes: BulkRoute[],
@@ -307,6 +334,7 @@ export async function measureFronts(plan: FrontPlan): Promise<FrontOutcome> {
   const dir = tempDir('tr-front-');
   const running: ChildProcess[] = [];
   let relay: ReturnType<typeof startNode> | undefined;
+  let cRelay: ReturnType<typeof startProgram> | undefined;
   try {
     const proxied = await startLiveroll(dir, 'proxy');
     running.push(proxied.proc);
@@ -326,6 +354,14 @@ export async function measureFronts(plan: FrontPlan): Promise<FrontOutcome> {
     // What a proxy written in Node costs at least: bytes copied, nothing parsed.
     relay = startNode(RELAY, [String(proxied.childPort)]);
     const { port: relayPort } = (await relay.line('listening', 10_000)) as { port: number };
+    // What any proxy costs at least: the same copying in C, which leaves the kernel's share.
+    const built = buildCRelay(dir);
+    let cRelayPort = 0;
+    if ('skipped' in built) outcome.cRelaySkipped = built.skipped;
+    else {
+      cRelay = startProgram(built.binary, [String(proxied.childPort)]);
+      ({ port: cRelayPort } = (await cRelay.line('listening', 10_000)) as { port: number });
+    }
     const app = [proxied.childPid];
     const targets: Target[] = [
       { name: 'direct', port: proxied.childPort, frontPids: [], appPids: app },
@@ -352,6 +388,16 @@ export async function measureFronts(plan: FrontPlan): Promise<FrontOutcome> {
         appPids: [httpOnly.childPid],
       },
       { name: 'plain Node pipe', port: relayPort, frontPids: [relay.pid], appPids: app },
+      ...(cRelay === undefined
+        ? []
+        : [
+            {
+              name: 'plain C relay' as const,
+              port: cRelayPort,
+              frontPids: [cRelay.pid],
+              appPids: app,
+            },
+          ]),
       {
         name: 'liveroll direct',
         port: direct.publicPort,
@@ -359,11 +405,19 @@ export async function measureFronts(plan: FrontPlan): Promise<FrontOutcome> {
         appPids: [direct.childPid],
       },
     ];
+    const chosen = plan.pin ? chooseLayout() : { unpinned: '--no-pin' };
+    const layout = 'unpinned' in chosen ? undefined : chosen;
+    outcome.placement =
+      layout === undefined
+        ? `left to the scheduler (${(chosen as { unpinned: string }).unpinned})`
+        : `the app on CPU ${layout.app}, the front measured on CPU ${layout.front} (taskset); wrk left to the scheduler`;
     const rounds = new Map<FrontName, WrkResult[]>(FRONT_NAMES.map((n) => [n, []]));
     for (const target of targets) runWrk(plan, target.port, 1); // warm-up
     for (let round = 0; round < plan.rounds; round++) {
       const order = round % 2 === 0 ? targets : [...targets].reverse();
-      for (const target of order) rounds.get(target.name)!.push(measuredRound(plan, target));
+      for (const target of order) {
+        rounds.get(target.name)!.push(measuredRound(plan, target, layout));
+      }
     }
     const med = (name: FrontName, key: 'rps' | 'p99Ms' | 'frontCpuUs' | 'appCpuUs'): number =>
       median(rounds.get(name)!.map((r) => r[key] ?? NaN));
@@ -380,6 +434,10 @@ export async function measureFronts(plan: FrontPlan): Promise<FrontOutcome> {
       });
     }
     const nginxPort = nginx?.port;
+    if (layout !== undefined) {
+      // The bulk transfers are left to the scheduler, as before pinning came.
+      pin([...new Set(targets.flatMap((t) => [...t.frontPids, ...t.appPids]))], layout.all);
+    }
     if (plan.bulkRounds > 0) {
       // glibc's own default, set through the environment, which liveroll then leaves alone.
       const defaultHeap = await startLiveroll(dir, 'proxy', {
@@ -394,6 +452,7 @@ export async function measureFronts(plan: FrontPlan): Promise<FrontOutcome> {
         ['direct', proxied.childPort, 0],
         ...(nginxPort === undefined ? [] : [['nginx', nginxPort, 0] as BulkRoute]),
         ['plain Node pipe', relayPort, relay.pid],
+        ...(cRelay === undefined ? [] : [['plain C relay', cRelayPort, cRelay.pid] as BulkRoute]),
         ['liveroll proxy', proxied.publicPort, proxied.pid],
         ["liveroll proxy, glibc's default trimming", defaultHeap.publicPort, defaultHeap.pid],
       ];
@@ -402,6 +461,7 @@ export async function measureFronts(plan: FrontPlan): Promise<FrontOutcome> {
     return outcome;
   } finally {
     if (relay !== undefined) await stopProcess(relay);
+    if (cRelay !== undefined) await stopProcess(cRelay);
     for (const proc of running) {
       if (proc.spawnargs[0] === 'nginx') proc.kill('SIGQUIT');
       else await stopLiveroll(proc);
@@ -417,7 +477,11 @@ export function frontReport(outcome: FrontOutcome): string {
   const lines = [
     `HTTP fronts (wrk -t1 -c${plan.connections}, ${plan.seconds} s rounds, ${plan.rounds} alternating rounds per front, GET ${plan.path}, medians)`,
   ];
+  if (outcome.placement !== undefined) lines.push(`Placement: ${outcome.placement}`);
   if (outcome.nginxSkipped !== undefined) lines.push(`nginx: skipped: ${outcome.nginxSkipped}`);
+  if (outcome.cRelaySkipped !== undefined) {
+    lines.push(`plain C relay: skipped: ${outcome.cRelaySkipped}`);
+  }
   const ratio = (v: number): string => (Number.isNaN(v) ? '-' : `${v.toFixed(2)}x`);
   lines.push(
     table(
@@ -472,10 +536,13 @@ export function frontReport(outcome: FrontOutcome): string {
 }
 
 const USAGE = `usage: node dist/bench/measure/http-front.js [--rounds N] [--seconds N]
-    [--connections N] [--path P] [--bulk-rounds N] [--bulk-bytes N] [--no-bulk] [--help]
+    [--connections N] [--path P] [--bulk-rounds N] [--bulk-bytes N] [--no-bulk] [--no-pin]
+    [--help]
 
-  Runs direct, nginx and liveroll (proxy mode, proxy mode through http.Server only, direct
-  mode) side by side under wrk, then 1 GiB bulk transfers; see docs/benchmarks.md.`;
+  Runs direct, nginx, liveroll (proxy mode, proxy mode through http.Server only, direct mode)
+  and two relays that parse nothing (Node, C) side by side under wrk, then 1 GiB bulk
+  transfers. The app is pinned to one CPU and each front to another while it is measured;
+  --no-pin leaves them to the scheduler. See docs/benchmarks.md.`;
 
 async function main(): Promise<void> {
   let parsed;
@@ -489,6 +556,7 @@ async function main(): Promise<void> {
         'bulk-rounds': { type: 'string', default: '2' },
         'bulk-bytes': { type: 'string', default: String(2 ** 30) },
         'no-bulk': { type: 'boolean', default: false },
+        'no-pin': { type: 'boolean', default: false },
         help: { type: 'boolean', default: false },
       },
     });
@@ -509,6 +577,7 @@ async function main(): Promise<void> {
     path: values.path,
     bulkRounds: values['no-bulk'] ? 0 : Number(values['bulk-rounds']),
     bulkBytes: Number(values['bulk-bytes']),
+    pin: !values['no-pin'],
   };
   console.log(frontReport(await measureFronts(plan)));
 }

@@ -177,6 +177,14 @@ function checkSoak(section: Json): void {
 /** The fronts section: wrk, nginx and liveroll in both modes, and the bulk transfers. */
 function checkFronts(section: Json): void {
   assert.equal(section.skipped, undefined, `the fronts section ran: ${String(section.skipped)}`);
+  // The machine builds addons with g++, so it has cc for the C relay too.
+  assert.equal(
+    section.cRelaySkipped,
+    undefined,
+    `the C relay ran: ${String(section.cRelaySkipped)}`,
+  );
+  // 2 cores and taskset (util-linux, in every Debian): each front measured on a CPU of its own.
+  assert.match(String(section.placement), /^the app on CPU \d+, the front measured on CPU \d+/);
   const fronts = section.fronts as Json[];
   assert.deepEqual(
     fronts.map((f) => f.front),
@@ -186,6 +194,7 @@ function checkFronts(section: Json): void {
       'liveroll proxy',
       'liveroll proxy, http.Server only',
       'plain Node pipe',
+      'plain C relay',
       'liveroll direct',
     ],
   );
@@ -200,6 +209,7 @@ function checkFronts(section: Json): void {
       'direct',
       'nginx',
       'plain Node pipe',
+      'plain C relay',
       'liveroll proxy',
       "liveroll proxy, glibc's default trimming",
     ],
@@ -208,7 +218,7 @@ function checkFronts(section: Json): void {
     const where = `bulk.${String(route.route)}`;
     assert.ok(number(route, 'downloadMBps', where) > 0);
     assert.ok(number(route, 'uploadMBps', where) > 0);
-    // Faults are counted for the relays we start (the pipe and both liverolls), not for the
+    // Faults are counted for the relays we start (both pipes and both liverolls), not for the
     // app or nginx's worker: NaN, which JSON writes as null.
     const ours = route.route !== 'direct' && route.route !== 'nginx';
     for (const key of ['downloadFaultsPerMiB', 'uploadFaultsPerMiB']) {
