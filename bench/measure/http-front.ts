@@ -408,9 +408,9 @@ export async function measureFronts(plan: FrontPlan): Promise<FrontOutcome> {
     const chosen = plan.pin ? chooseLayout() : { unpinned: '--no-pin' };
     const layout = 'unpinned' in chosen ? undefined : chosen;
     outcome.placement =
-      layout === undefined
-        ? `left to the scheduler (${(chosen as { unpinned: string }).unpinned})`
-        : `the app on CPU ${layout.app}, the front measured on CPU ${layout.front} (taskset); wrk left to the scheduler`;
+      'unpinned' in chosen
+        ? `left to the scheduler (${chosen.unpinned})`
+        : `the app on CPU ${chosen.app}, the front measured on CPU ${chosen.front} (taskset); wrk left to the scheduler`;
     const rounds = new Map<FrontName, WrkResult[]>(FRONT_NAMES.map((n) => [n, []]));
     for (const target of targets) runWrk(plan, target.port, 1); // warm-up
     for (let round = 0; round < plan.rounds; round++) {

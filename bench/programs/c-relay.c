@@ -2,8 +2,9 @@
  * A floor for any proxy, in the HTTP fronts benchmark: a TCP relay in C with one epoll loop,
  * edge-triggered as nginx's, copying bytes between each client connection and a new
  * connection to the target port, parsing nothing. What it costs per request is almost all the
- * kernel's loopback TCP, which every front pays. Prints {"event":"listening","port":N} once it
- * accepts on 127.0.0.1; exits on SIGTERM.
+ * kernel's loopback TCP, which every front pays. The end of either side, once what came before
+ * it is passed on, closes both (no half-closed connections). Prints
+ * {"event":"listening","port":N} once it accepts on 127.0.0.1; exits on SIGTERM.
  *
  *   cc -O2 -o c-relay bench/programs/c-relay.c && ./c-relay TARGET_PORT
  *
@@ -29,7 +30,8 @@ struct side {
   struct side *peer;
   char buf[BUF];
   size_t off, len;
-  int full;  /* the last read filled buf: more may wait in the socket */
+  int owed; /* a read is due once the peer takes buf: the socket may hold more */
+  int hup;  /* the other end closed: read to the end, which no later edge announces */
   int dead;
   struct side *next_dead;
 };
@@ -56,17 +58,25 @@ static int flush(struct side *src) {
   return 0;
 }
 
-/* Moves bytes from src to its peer until src is drained or the peer is full. */
+/*
+ * Moves bytes from src to its peer until src is drained or the peer is full. `more`: the
+ * socket may hold bytes not read yet. An edge that comes while buf waits for the peer raises no
+ * other, so the read it asks for is owed until the peer is writable again.
+ */
 static int pump(struct side *src, int more) {
   for (;;) {
     if (flush(src) < 0) return -1;
-    if (src->len > 0 || !more) return 0;
+    if (src->len > 0) {
+      src->owed |= more;
+      return 0;
+    }
+    if (!more) return 0;
     ssize_t n = read(src->fd, src->buf, BUF);
     if (n < 0) return errno == EAGAIN ? 0 : -1;
     if (n == 0) return -1;
     src->len = n;
     /* A short read took all there was; the next arrival raises a new edge. */
-    more = src->full = n == BUF;
+    more = n == BUF || src->hup;
   }
 }
 
@@ -141,9 +151,14 @@ int main(int argc, char **argv) {
       }
       if (s->dead) continue;
       uint32_t what = events[i].events;
-      /* Writable again: what the peer read for s goes out, then the peer reads on. */
-      if ((what & EPOLLOUT) && s->peer->len > 0 && pump(s->peer, s->peer->full) < 0) bury(s);
+      /* Writable again: what the peer read for s goes out, then the peer reads what it owes. */
+      if ((what & EPOLLOUT) && s->peer->len > 0) {
+        int owed = s->peer->owed;
+        s->peer->owed = 0;
+        if (pump(s->peer, owed) < 0) bury(s);
+      }
       /* An edge not taken now is not raised again: read whenever this one says so. */
+      if (what & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->hup = 1;
       if (!s->dead && (what & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && pump(s, 1) < 0) {
         bury(s);
       }

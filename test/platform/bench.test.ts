@@ -5,10 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
-import { ROOT } from '../support/helpers.js';
+import { ROOT, nextEvent, startCommand, tempDir } from '../support/helpers.js';
+import { buildCRelay } from '../../bench/support/c-relay.js';
 import { ensureDebianPackages } from '../../scripts/node-lines.js';
 
 const RUN = path.join(ROOT, 'dist/bench/run.js');
@@ -256,6 +258,68 @@ test(
     checkSoak(report.soak as Json);
   },
 );
+
+test('the C relay of the fronts section carries every byte and the end of the stream to a reader that stalls', async (t) => {
+  const built = buildCRelay(tempDir(t));
+  assert.ok('binary' in built, `the C relay was built: ${JSON.stringify(built)}`);
+  const upload = 300_000;
+  let sent = 0;
+  /** Resolves once the relay stopped taking bytes from the app: its buffer waits for the client. */
+  let stalled!: () => void;
+  const blocked = new Promise<void>((resolve) => (stalled = resolve));
+  const app = net.createServer((socket) => {
+    let received = 0;
+    socket.on('data', (data) => {
+      received += data.length;
+      if (received !== upload) return;
+      // The client is paused: write until the kernel's buffers and the relay's are full.
+      const chunk = Buffer.alloc(4096, 7);
+      while (sent < 256 * 2 ** 20 && socket.write(chunk)) sent += chunk.length;
+      sent += chunk.length;
+      // What comes now reaches the relay while it waits: a short tail, then the end.
+      socket.end(Buffer.alloc(1_234, 7));
+      sent += 1_234;
+      stalled();
+    });
+  });
+  app.listen(0, '127.0.0.1');
+  await nextEvent(app, 'listening');
+  t.after(() => app.close());
+  const relay = startCommand(t, built.binary, [String((app.address() as net.AddressInfo).port)]);
+  const { port } = (await relay.line('listening')) as { port: number };
+  const client = net.connect(port, '127.0.0.1');
+  t.after(() => client.destroy());
+  client.pause();
+  let got = 0;
+  client.on('data', (data: Buffer) => (got += data.length));
+  client.write(Buffer.alloc(upload, 1));
+  await blocked;
+  assert.ok(sent < 256 * 2 ** 20, 'the app stopped being able to write');
+  client.resume();
+  await nextEvent(client, 'end');
+  assert.equal(got, sent);
+});
+
+test('the C relay passes on an answer and the end that came right behind it', async (t) => {
+  const built = buildCRelay(tempDir(t));
+  assert.ok('binary' in built, `the C relay was built: ${JSON.stringify(built)}`);
+  // The answer and the end usually reach the relay before it wakes: one edge for both.
+  const answer = Buffer.alloc(1_234, 7);
+  const app = net.createServer((socket) => socket.end(answer));
+  app.listen(0, '127.0.0.1');
+  await nextEvent(app, 'listening');
+  t.after(() => app.close());
+  const relay = startCommand(t, built.binary, [String((app.address() as net.AddressInfo).port)]);
+  const { port } = (await relay.line('listening')) as { port: number };
+  for (let i = 0; i < 200; i++) {
+    const client = net.connect(port, '127.0.0.1');
+    t.after(() => client.destroy());
+    let got = 0;
+    client.on('data', (data: Buffer) => (got += data.length));
+    await nextEvent(client, 'end', 5_000);
+    assert.equal(got, answer.length, `connection ${i}`);
+  }
+});
 
 test('the bench answers --help, and a bad flag with its usage and exit status 2', async () => {
   const run = promisify(execFile);
