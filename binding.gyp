@@ -12,7 +12,10 @@
         "native/memory.cc",
         "native/poller.cc",
         "native/socket-info.cc",
-        "native/sockets.cc"
+        "native/sockets.cc",
+        "native/lane/binding.cc",
+        "native/lane/engine.cc",
+        "native/lane/http-head.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],

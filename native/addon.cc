@@ -12,6 +12,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tableroll::RegisterSocketInfo(env, exports);
   tableroll::RegisterPoller(env, exports);
   tableroll::RegisterMemory(env, exports);
+  tableroll::RegisterNativeLane(env, exports);
   return exports;
 }
 

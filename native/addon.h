@@ -12,5 +12,6 @@ void RegisterSockets(Napi::Env env, Napi::Object exports);
 void RegisterSocketInfo(Napi::Env env, Napi::Object exports);
 void RegisterPoller(Napi::Env env, Napi::Object exports);
 void RegisterMemory(Napi::Env env, Napi::Object exports);
+void RegisterNativeLane(Napi::Env env, Napi::Object exports);
 
 }  // namespace tableroll

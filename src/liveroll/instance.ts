@@ -49,6 +49,7 @@ export class LiverollInstance {
             idleTimeoutMs: options.proxyIdleTimeoutMs,
             trustForwardHeaders: options.trustForwardHeaders,
             fastLane: options.fastLane,
+            nativeLane: options.nativeLane,
             retryAfterSeconds: Math.max(1, Math.ceil(options.restartBackoffMs / 1000)),
             logger,
           });
@@ -159,10 +160,16 @@ export class LiverollInstance {
       // Upgraded connections and the fast lane's count for the server's close, and only we
       // can end them.
       const proxy = this.proxy;
+      const deadline = Date.now() + drainTimeoutMs;
       proxy.startDrain();
-      const clean = await this.listener.drain(proxy.server, drainTimeoutMs, () =>
+      let clean = await this.listener.drain(proxy.server, drainTimeoutMs, () =>
         proxy.destroyConnections(),
       );
+      // The native lane's connections are not the server's: its drain did not wait for them.
+      if (!(await proxy.settled(Math.max(0, deadline - Date.now())))) {
+        proxy.destroyConnections();
+        clean = false;
+      }
       if (!clean) this.log.warn('connections outlived the drain timeout and were closed');
     } else {
       // Direct mode: our copy of the socket goes; the children (and a newer instance's) keep

@@ -64,6 +64,8 @@ export interface LiverollOptions {
   trustForwardHeaders: boolean;
   /** Serve plain requests on the proxy's fast lane rather than through Node's http.Server. */
   fastLane: boolean;
+  /** Serve plain requests on the native lane (C++ in the addon) rather than the fast lane. */
+  nativeLane: boolean;
   /** Directory shared by the liveroll instances that hand the public port to each other. */
   coordinationDir: string;
   /** This instance's id within the coordination directory; unique among live instances. */
@@ -236,6 +238,12 @@ export const flags: Readonly<Record<string, Flag>> = {
     kind: 'bool',
     default: true,
     help: "proxy plain requests without Node's http.Server, which serves the rest; --fast-lane=false sends all through it",
+  },
+  'native-lane': {
+    option: 'nativeLane',
+    kind: 'bool',
+    default: false,
+    help: 'proxy plain requests in C++ (the addon) rather than JavaScript; the rest as before',
   },
   'coordination-dir': {
     option: 'coordinationDir',

@@ -8,11 +8,21 @@ import type { TestContext } from 'node:test';
 import { ReverseProxy, type ProxyOptions } from '../../src/liveroll/proxy/proxy.js';
 import { silentLogger } from '../../src/liveroll/logger.js';
 
+/**
+ * Whether proxies start with the native lane unless a test says otherwise: native-lane.test.ts
+ * runs the proxy's test files again with it on.
+ */
+let nativeLaneByDefault = false;
+export function useNativeLane(on: boolean): void {
+  nativeLaneByDefault = on;
+}
+
 export async function startProxy(
   t: TestContext,
   options: Partial<ProxyOptions> = {},
 ): Promise<{ proxy: ReverseProxy; port: number }> {
   const proxy = new ReverseProxy({
+    nativeLane: nativeLaneByDefault,
     headersTimeoutMs: 10_000,
     idleTimeoutMs: 10_000,
     trustForwardHeaders: false,
@@ -23,6 +33,7 @@ export async function startProxy(
   await once(proxy.server, 'listening');
   t.after(async () => {
     proxy.lane?.destroyAll();
+    proxy.native?.destroyAll();
     proxy.server.closeAllConnections();
     proxy.server.close();
     await proxy.close();

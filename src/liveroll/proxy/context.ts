@@ -25,6 +25,11 @@ export interface ProxyOptions {
    * unless false.
    */
   fastLane?: boolean;
+  /**
+   * Serve plain requests on the native lane (native-lane.ts), in C++, instead of the fast lane;
+   * off unless true.
+   */
+  nativeLane?: boolean;
   /** Most client connections at once (default: from the descriptor limit, see connectionCap). */
   maxConnections?: number;
   logger: Logger;

@@ -17,12 +17,14 @@ import fs from 'node:fs';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { describeError } from '../errors.js';
+import { withTimeout } from '../wait.js';
 import { forwardExpectContinue } from './continue.js';
 import { tunnelUpgrade } from './tunnel.js';
 import { Rotation, type BackendAddress } from './rotation.js';
 import type { ProxyContext, ProxyOptions } from './context.js';
 import { forwardHttpRequest } from './exchange.js';
 import { FastLane } from './fast-lane.js';
+import { NativeLane, loadLaneAddon } from './native-lane.js';
 
 export type { ProxyOptions } from './context.js';
 
@@ -61,6 +63,8 @@ export class ReverseProxy implements ProxyContext {
   readonly options: ProxyOptions;
   /** The fast lane in front of the server; undefined when switched off. */
   readonly lane: FastLane | undefined;
+  /** The native lane in front of the server (and of the fast lane); undefined unless asked for. */
+  native: NativeLane | undefined;
 
   constructor(options: ProxyOptions) {
     this.options = options;
@@ -111,17 +115,33 @@ export class ReverseProxy implements ProxyContext {
    * every new connection and hands to http.Server those it does not serve itself.
    */
   private fastLane(headersTimeoutMs: number): FastLane | undefined {
-    if (this.options.fastLane === false) return undefined;
     const listeners = this.server.listeners('connection');
     const httpConnection = listeners[0] as ((socket: Socket) => void) | undefined;
-    // http.Server's own connection handler is the only one, or the lane stays out of the way.
+    // http.Server's own connection handler is the only one, or the lanes stay out of the way.
     if (listeners.length !== 1 || httpConnection === undefined) return undefined;
+    if (this.options.fastLane === false && this.options.nativeLane !== true) return undefined;
     const server = this.server;
     server.removeListener('connection', httpConnection);
-    const lane = new FastLane(this, { headersTimeoutMs }, (socket) =>
-      httpConnection.call(server, socket),
-    );
-    server.on('connection', (socket: Socket) => lane.accept(socket));
+    const toServer = (socket: Socket): void => httpConnection.call(server, socket);
+    const lane =
+      this.options.fastLane === false
+        ? undefined
+        : new FastLane(this, { headersTimeoutMs }, toServer);
+    if (this.options.nativeLane === true) {
+      this.native = new NativeLane(
+        loadLaneAddon(),
+        this.options,
+        headersTimeoutMs,
+        this.rotation,
+        (socket, data) => handBack(socket, data, toServer),
+      );
+    }
+    const native = this.native;
+    server.on('connection', (socket: Socket) => {
+      if (native?.accept(socket, server.maxConnections) === true) return;
+      if (lane !== undefined) lane.accept(socket);
+      else toServer(socket);
+    });
     return lane;
   }
 
@@ -133,20 +153,38 @@ export class ReverseProxy implements ProxyContext {
   startDrain(): void {
     this.closeTunnels();
     this.lane?.drain();
+    this.native?.drain();
+  }
+
+  /**
+   * Resolves true once the native lane holds no connection, or false after `timeoutMs` (its
+   * connections are not http.Server's, whose drain does not wait for them).
+   */
+  async settled(timeoutMs: number): Promise<boolean> {
+    if (this.native === undefined) return true;
+    return (
+      (await withTimeout(
+        this.native.empty().then(() => true as const),
+        timeoutMs,
+      )) ?? false
+    );
   }
 
   /** Destroys the fast lane's connections (http.Server's are its own closeAllConnections'). */
   destroyConnections(): void {
     this.lane?.destroyAll();
+    this.native?.destroyAll();
   }
 
   /** Puts a healthy child into the rotation. */
   add(address: BackendAddress): void {
+    this.native?.add(address);
     this.rotation.add(address);
   }
 
   /** Takes a child out of the rotation, then waits up to `timeoutMs` for its in-flight exchanges. */
   retire(name: string, timeoutMs: number): Promise<boolean> {
+    this.native?.retire(name);
     return this.rotation.retire(name, timeoutMs);
   }
 
@@ -157,12 +195,14 @@ export class ReverseProxy implements ProxyContext {
 
   /** Forgets a stopped child and closes its connections. */
   forget(name: string): Promise<void> {
+    this.native?.forget(name);
     return this.rotation.forget(name);
   }
 
   /** Closes every pool. Call after the server stopped and the exchanges drained. */
   async close(): Promise<void> {
-    await Promise.all(this.rotation.all().map((b) => this.rotation.forget(b.name)));
+    await Promise.all(this.rotation.all().map((b) => this.forget(b.name)));
+    this.native?.close();
   }
 
   /** Answers a request liveroll itself cannot forward. */
@@ -176,4 +216,16 @@ export class ReverseProxy implements ProxyContext {
     res.writeHead(status, headers);
     res.end(`${message}\n`);
   }
+}
+
+/**
+ * Gives http.Server a connection the native lane handed back, with the bytes it read put back
+ * in front (as the fast lane's hand-over does: see fast-lane.ts).
+ */
+function handBack(socket: Socket, data: Buffer, toServer: (socket: Socket) => void): void {
+  socket.pause();
+  if (data.length > 0) socket.unshift(data);
+  toServer(socket);
+  socket.on('data', () => {});
+  socket.resume();
 }

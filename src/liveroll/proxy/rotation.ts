@@ -175,6 +175,11 @@ export class Rotation {
     return [...this.members, ...this.retired.values()];
   }
 
+  /** The child by that name, in the rotation or retired but not forgotten. */
+  named(name: string): Backend | undefined {
+    return this.find(name) ?? this.retired.get(name);
+  }
+
   private find(name: string): Backend | undefined {
     return this.members.find((b) => b.name === name);
   }
