@@ -75,7 +75,8 @@ class NativeLane : public Napi::ObjectWrap<NativeLane> {
       ThrowErrno(env_, err, "epoll_create1");
       return;
     }
-    uint64_t shortest = 1000;
+    // Four sweeps a second, or four per shortest timeout, as the JavaScript lane's sweep.
+    uint64_t shortest = 250;
     for (uint64_t t : {s.headers_timeout_ms, s.keep_alive_ms, s.connect_timeout_ms,
                        s.child_headers_timeout_ms, s.child_idle_timeout_ms})
       if (t > 0 && t / 4 < shortest) shortest = t / 4;

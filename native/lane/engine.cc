@@ -610,6 +610,7 @@ void Engine::FlushUpstream(Upstream* u) {
   }
   u->out.clear();
   u->out_at = 0;
+  u->since = NowMs();  // the child's headers timeout counts from the end of the request
   SetEvents(u, u->events & ~static_cast<uint32_t>(EPOLLOUT));
 }
 

@@ -117,8 +117,17 @@ void Append(std::string* out, std::string_view a, std::string_view b) {
 
 }  // namespace
 
+// Whether a line of `text` ends in a bare LF, which llhttp reads leniently and the lane not at all.
+static bool BareLf(std::string_view text) {
+  for (size_t i = text.find('\n'); i != std::string_view::npos; i = text.find('\n', i + 1))
+    if (i == 0 || text[i - 1] != '\r') return true;
+  return false;
+}
+
 Parse ParseRequest(std::string_view data, RequestHead* head) {
   size_t end = data.find("\r\n\r\n");
+  if (BareLf(data.substr(0, end == std::string_view::npos ? kMaxHead : end + 4)))
+    return Parse::kNotMine;
   if (end == std::string_view::npos) return data.size() > kMaxHead ? Parse::kNotMine : Parse::kMore;
   if (end + 4 > kMaxHead) return Parse::kNotMine;
   std::string_view text = data.substr(0, end + 4);
@@ -211,6 +220,8 @@ void ForwardRequest(const RequestHead& head, std::string_view client_ip, bool tr
 ResponseParse ParseResponse(std::string_view data, bool head_request, ResponseHead* head,
                             std::string* out) {
   size_t end = data.find("\r\n\r\n");
+  if (BareLf(data.substr(0, end == std::string_view::npos ? data.size() : end + 4)))
+    return ResponseParse::kBad;
   if (end == std::string_view::npos)
     return data.size() > 64 * 1024 ? ResponseParse::kBad : ResponseParse::kMore;
   std::string_view text = data.substr(0, end + 4);

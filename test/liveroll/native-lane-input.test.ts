@@ -69,11 +69,11 @@ function whole(reply: string): boolean {
 }
 
 /**
- * Sends `bytes` and a blank line (which completes most cut heads), then waits until a whole
+ * Sends `bytes` and `end`, a blank line by default (which completes most cut heads), then waits until a whole
  * response came or the proxy closed the connection. A head that is still incomplete waits for
  * the headers timeout (408); the client never ends its side, which would end the exchange.
  */
-async function exchange(port: number, bytes: string): Promise<string> {
+async function exchange(port: number, bytes: string, end = '\r\n\r\n'): Promise<string> {
   const client = connect(port, '127.0.0.1');
   client.on('error', () => {});
   let received = '';
@@ -84,7 +84,7 @@ async function exchange(port: number, bytes: string): Promise<string> {
       if (whole(received)) resolve();
     });
   });
-  client.write(`${bytes}\r\n\r\n`, 'latin1');
+  client.write(bytes + end, 'latin1');
   const timer = setTimeout(
     () => client.destroy(new Error('the proxy kept the connection')),
     10_000,
@@ -230,5 +230,18 @@ test(
       ['127.0.0.1'],
       'the forged address never reached the child',
     );
+  },
+);
+
+test(
+  'native lane: a head with bare LF line ends goes to http.Server at once',
+  TIMEOUT,
+  async (t) => {
+    // No headers timeout: a head the lane kept waiting for its CRLFs would never be answered.
+    const { proxy, port } = await startProxy(t, { nativeLane: true, clientHeadersTimeoutMs: 0 });
+    proxy.add({ name: 'a', host: '127.0.0.1', port: await okApp(t) });
+    // What http.Server answers: llhttp reads bare LF leniently.
+    const reply = await exchange(port, 'GET /lf HTTP/1.1\nHost: x\n\n', '');
+    assert.match(reply, /^HTTP\/1\.1 (200|400) /);
   },
 );

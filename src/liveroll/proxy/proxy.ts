@@ -44,6 +44,13 @@ export function connectionCap(limitsFile = '/proc/self/limits'): number {
   return Math.max(16, Math.floor((soft - 128) / 2));
 }
 
+/**
+ * Socket buffers of the client connections: bigger than the 16 KiB default, since a bulk
+ * response moves in 64 KiB reads, and a smaller buffer pauses the child's connection after
+ * every one of them.
+ */
+const HIGH_WATER_MARK = 256 * 1024;
+
 /** The answer to a request Node's parser refused. */
 function clientErrorStatus(code: string | undefined): string {
   switch (code) {
@@ -82,9 +89,7 @@ export class ReverseProxy implements ProxyContext {
       // Node checks the timeout at this interval (30 s by default), not to the millisecond.
       connectionsCheckingInterval: Math.min(30_000, Math.max(50, headersTimeout / 4)),
       keepAliveTimeout: 5_000,
-      // Bigger socket buffers than the 16 KiB default: a bulk response moves in 64 KiB reads,
-      // and a smaller buffer pauses the child's connection after every one of them.
-      highWaterMark: 256 * 1024,
+      highWaterMark: HIGH_WATER_MARK,
     });
     this.server.timeout = options.idleTimeoutMs;
     this.server.maxConnections = options.maxConnections ?? connectionCap();
@@ -134,6 +139,7 @@ export class ReverseProxy implements ProxyContext {
         headersTimeoutMs,
         this.rotation,
         (socket, data) => handBack(socket, data, toServer),
+        HIGH_WATER_MARK,
       );
     }
     const native = this.native;
