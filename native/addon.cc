@@ -1,5 +1,7 @@
 // tableroll's native addon: syscalls over integer fds that Node core cannot make. It keeps no
-// state of its own; policy, timeouts and retries live in TypeScript (src/native.ts).
+// state of its own; policy, timeouts and retries live in TypeScript (src/native.ts). The one
+// exception is liveroll's native lane (lane/), a proxy data path that keeps its connections and
+// applies the proxy's rules itself, loaded by src/liveroll/proxy/native-lane.ts only.
 #include "addon.h"
 
 namespace {

@@ -815,6 +815,8 @@ void Engine::Sweep() {
       continue;
     }
     if (c->out_at < c->out.size()) continue;  // a slow reader: its own pace
+    // Bytes read while the last request was in flight start the next head's clock now.
+    if (c->head_since == 0 && !c->in.empty()) c->head_since = now;
     if (c->head_since != 0) {
       // A head that takes too long, whether the client is silent or trickles bytes.
       if (settings_.headers_timeout_ms > 0 && now - c->head_since >= settings_.headers_timeout_ms) {
