@@ -817,29 +817,21 @@ void Engine::Sweep() {
     if (c->out_at < c->out.size()) continue;  // a slow reader: its own pace
     // Bytes read while the last request was in flight start the next head's clock now.
     if (c->head_since == 0 && !c->in.empty()) c->head_since = now;
-    if (c->head_since != 0) {
-      // A head that takes too long, whether the client is silent or trickles bytes.
-      if (settings_.headers_timeout_ms > 0 && now - c->head_since >= settings_.headers_timeout_ms) {
-        if (c->served == 0) {
-          c->out.append("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n");
-          c->closing = true;
-          Progress(c);
-        } else {
-          CloseClient(c);
-        }
-      }
+    // A head that takes too long, whether the client is silent or trickles bytes; else the
+    // silence before a first request, or between two.
+    bool in_head = c->head_since != 0;
+    uint64_t since = in_head ? c->head_since : c->quiet_since;
+    uint64_t limit =
+        in_head || c->served == 0 ? settings_.headers_timeout_ms : settings_.keep_alive_ms;
+    if (limit == 0 || now - since < limit) continue;
+    if (c->served > 0) {
+      CloseClient(c);
       continue;
     }
-    uint64_t limit = c->served == 0 ? settings_.headers_timeout_ms : settings_.keep_alive_ms;
-    if (limit > 0 && now - c->quiet_since >= limit) {
-      if (c->served == 0) {
-        c->out.append("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n");
-        c->closing = true;
-        Progress(c);
-      } else {
-        CloseClient(c);
-      }
-    }
+    // No request within the headers timeout: what http.Server answers too.
+    c->out.append("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n");
+    c->closing = true;
+    Progress(c);
   }
   for (auto& b : backends_) {
     for (Upstream* u : std::vector<Upstream*>(b->idle)) {

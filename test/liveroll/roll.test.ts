@@ -124,6 +124,38 @@ test(
   },
 );
 
+test(
+  'native lane (--native-lane): a new id, a SIGHUP and a child failing its health check, under load with no failed request',
+  TIMEOUT,
+  async (t) => {
+    const { run, dir } = await start(t, [
+      '--native-lane',
+      '--interval',
+      '150ms',
+      '--health-timeout',
+      HEALTH_TIMEOUT,
+    ]);
+    const stop = new AbortController();
+    const load = runLoad(run.port, { stop: stop.signal, concurrency: 4, maxMs: 40_000 });
+    writeFileSync(join(dir, 'id'), 'v2');
+    await run.waitFor(msg('update complete', { id: 'v2' }), 'the update to v2');
+    await run.waitFor(msg('child stopped', { child: 'child-1' }), 'the v1 child to stop');
+    run.signal('SIGHUP');
+    await run.waitFor(msg('update complete', { child: 'child-3' }), 'the SIGHUP roll');
+    await run.waitFor(msg('child stopped', { child: 'child-2' }), 'child-2 to stop');
+    writeFileSync(join(dir, 'flags'), '--health-status 500');
+    writeFileSync(join(dir, 'id'), 'v3');
+    await run.waitFor(msg('update failed'), 'the v3 update to fail');
+    await run.waitFor(msg('child stopped', { child: 'child-4' }), 'the unhealthy child to go');
+    stop.abort();
+    const result = await load;
+    assert.deepEqual(result.failures, []);
+    assert.equal(result.names[0], 'v1');
+    assert.equal(result.names.at(-1), 'v2', 'the unhealthy v3 child never served');
+    assert.ok(!result.names.includes('v3'));
+  },
+);
+
 /**
  * A `--pull` that prints as `docker pull` does: progress on stdout in many writes, some lines
  * cut mid-way, a multi-byte character split across two writes, stderr too, and no final

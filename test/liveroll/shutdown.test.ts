@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import {
   appCommand,
   baseFlags,
@@ -26,49 +26,55 @@ function childEvent(event: string): (line: Line) => boolean {
   return (line) => line.stream === 'stdout' && String(line.msg).includes(`"event":"${event}"`);
 }
 
-test(
-  'SIGTERM under load: in-flight requests complete, children are gone, exit 0',
-  TIMEOUT,
-  async (t) => {
-    const dir = tempDir(t);
-    // --exit-on-sigterm: the app drops its requests on SIGTERM, so any request liveroll lets it
-    // see SIGTERM too early fails.
-    const run = await startLiveroll(t, [
-      ...baseFlags(join(dir, 'coord')),
-      '--drain-timeout',
-      '10s',
-      '--id',
-      'echo v1',
-      '--exec',
-      appCommand('--log-requests --exit-on-sigterm'),
-    ]);
-    const warmup = await runLoad(run.port, { maxRequests: 200, concurrency: 4 });
-    assert.deepEqual(warmup.failures, []);
-    const inFlight = Array.from({ length: 20 }, () => fetchOnce(run.port, '/slow?ms=600'));
-    await run.waitFor(
-      childEvent('request'),
-      'the 20 slow requests to reach the child',
-      10_000,
-      200 + 20,
+/** SIGTERM with 20 slow requests in flight: each is answered, then liveroll exits 0. */
+async function stopUnderLoad(t: TestContext, extra: string[]): Promise<void> {
+  const dir = tempDir(t);
+  // --exit-on-sigterm: the app drops its requests on SIGTERM, so any request liveroll lets it
+  // see SIGTERM too early fails.
+  const run = await startLiveroll(t, [
+    ...baseFlags(join(dir, 'coord')),
+    '--drain-timeout',
+    '10s',
+    '--id',
+    'echo v1',
+    '--exec',
+    appCommand('--log-requests --exit-on-sigterm'),
+    ...extra,
+  ]);
+  const warmup = await runLoad(run.port, { maxRequests: 200, concurrency: 4 });
+  assert.deepEqual(warmup.failures, []);
+  const inFlight = Array.from({ length: 20 }, () => fetchOnce(run.port, '/slow?ms=600'));
+  await run.waitFor(
+    childEvent('request'),
+    'the 20 slow requests to reach the child',
+    10_000,
+    200 + 20,
+  );
+  run.signal('SIGTERM');
+  const replies = await Promise.all(inFlight);
+  assert.deepEqual(
+    replies.map((r) => r.status),
+    Array(20).fill(200),
+  );
+  const { code } = await run.waitExit();
+  assert.equal(code, 0);
+  const child = run.matching(msg('child started'))[0]?.childPid as number;
+  assert.deepEqual(groupMembers(child), [], "the child's process group is gone");
+  await assert.rejects(fetchOnce(run.port, '/'), /ECONNREFUSED/, 'the public port is closed');
+  const order = run.lines
+    .map((l) => l.msg)
+    .filter((m) =>
+      ['stop requested', 'child retiring', 'child stopped', 'stopped'].includes(m as string),
     );
-    run.signal('SIGTERM');
-    const replies = await Promise.all(inFlight);
-    assert.deepEqual(
-      replies.map((r) => r.status),
-      Array(20).fill(200),
-    );
-    const { code } = await run.waitExit();
-    assert.equal(code, 0);
-    const child = run.matching(msg('child started'))[0]?.childPid as number;
-    assert.deepEqual(groupMembers(child), [], "the child's process group is gone");
-    await assert.rejects(fetchOnce(run.port, '/'), /ECONNREFUSED/, 'the public port is closed');
-    const order = run.lines
-      .map((l) => l.msg)
-      .filter((m) =>
-        ['stop requested', 'child retiring', 'child stopped', 'stopped'].includes(m as string),
-      );
-    assert.deepEqual(order, ['stop requested', 'child retiring', 'child stopped', 'stopped']);
-  },
+  assert.deepEqual(order, ['stop requested', 'child retiring', 'child stopped', 'stopped']);
+}
+
+test('SIGTERM under load: in-flight requests complete, children are gone, exit 0', TIMEOUT, (t) =>
+  stopUnderLoad(t, []),
+);
+
+test('SIGTERM under load on the native lane (--native-lane): the same', TIMEOUT, (t) =>
+  stopUnderLoad(t, ['--native-lane']),
 );
 
 test('a second SIGTERM exits at once and SIGKILLs the children', TIMEOUT, async (t) => {

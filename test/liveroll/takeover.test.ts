@@ -89,6 +89,16 @@ test(
   },
 );
 
+test(
+  'takeover between two instances on the native lane (--native-lane), zero failed requests',
+  TIMEOUT,
+  (t) => takeover(t, ['--native-lane'], ['--native-lane']),
+);
+
+test('takeover of an instance on the JavaScript lane by one on the native lane', TIMEOUT, (t) =>
+  takeover(t, [], ['--native-lane']),
+);
+
 test('a newcomer that fails to start leaves the old instance serving', TIMEOUT, async (t) => {
   const coord = join(tempDir(t), 'coord');
   const a = await startLiveroll(t, instanceFlags(coord, 'a'));
