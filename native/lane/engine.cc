@@ -122,6 +122,8 @@ struct Client : Endpoint {
   std::string request;
   bool idempotent = false;
   bool has_body = false;
+  uint64_t body_left = 0;  // body bytes still to come from the client, streamed to the child
+  bool expecting = false;  // the client waits for the child's 100 Continue before its body
   bool head_method = false;
   bool stale_retry = false;
   bool response_started = false;
@@ -318,6 +320,11 @@ void Engine::ReadClient(Client* c) {
       if (c->lingering) continue;  // the last response went out: what comes now is dropped
       if (c->in.empty() && !c->in_flight && c->head_since == 0) c->head_since = c->quiet_since;
       c->in.append(read_buffer_.data(), static_cast<size_t>(n));
+      if (c->body_left > 0) {
+        c->expecting = false;  // the client did not wait (or waited long enough)
+        PumpBody(c);
+        if (c->dead) return;
+      }
       if (static_cast<size_t>(n) < kReadSize) break;
       continue;
     }
@@ -399,7 +406,9 @@ void Engine::Progress(Client* c) {
       HandOver(c);
       return;
     }
-    if (c->in.size() < head.length + head.body) return;  // the body is still coming
+    // A small body is read whole first; a large one, or one held back for 100 Continue, streams.
+    bool stream = head.body > kMaxBody || head.expect_continue;
+    if (!stream && c->in.size() < head.length + head.body) return;  // the body is still coming
     StartRequest(c, head);
   }
 }
@@ -407,12 +416,15 @@ void Engine::Progress(Client* c) {
 void Engine::StartRequest(Client* c, const RequestHead& head) {
   c->request.clear();
   ForwardRequest(head, c->ip, settings_.trust_forward_headers, &c->request);
-  c->request.append(c->in, head.length, head.body);
+  size_t take = static_cast<size_t>(std::min<uint64_t>(head.body, c->in.size() - head.length));
+  c->request.append(c->in, head.length, take);
   c->idempotent = head.idempotent;
   c->has_body = head.body > 0;
+  c->body_left = head.body - take;
+  c->expecting = head.expect_continue && c->body_left > 0 && take == 0;
   c->head_method = head.method == "HEAD";
   // `head` points into `in`: nothing of it is read past this line.
-  c->in.erase(0, head.length + head.body);
+  c->in.erase(0, head.length + take);
   c->head_since = c->in.empty() ? 0 : NowMs();
   if (head.close) c->closing = true;
   c->stale_retry = false;
@@ -476,7 +488,10 @@ void Engine::Reject(Client* c, int status, const std::string& message) {
   }
   std::string text = message + "\n";
   std::string& out = c->out;
-  bool last = c->closing || draining_;
+  // The rest of a body that was streaming is not read: the connection ends with this answer.
+  bool last = c->closing || draining_ || c->body_left > 0;
+  c->body_left = 0;
+  c->expecting = false;
   out.append("HTTP/1.1 ").append(std::to_string(status)).append(" ").append(StatusText(status));
   out.append("\r\ncontent-type: text/plain; charset=utf-8\r\n");
   if (status == 503)
@@ -510,6 +525,7 @@ void Engine::ClientGone(Client* c) {
   }
   c->in_flight = false;
   c->in.clear();
+  c->body_left = 0;
   c->closing = true;
   if (c->out_at >= c->out.size()) {
     CloseClient(c);
@@ -612,6 +628,30 @@ void Engine::FlushUpstream(Upstream* u) {
   u->out_at = 0;
   u->since = NowMs();  // the child's headers timeout counts from the end of the request
   SetEvents(u, u->events & ~static_cast<uint32_t>(EPOLLOUT));
+  if (u->client->body_left > 0) PumpBody(u->client);
+}
+
+// Moves the body bytes a client sent on to its child, as far as the child takes them; reads the
+// client again once its queue has room.
+void Engine::PumpBody(Client* c) {
+  Upstream* u = c->up;
+  if (u == nullptr || u->connecting) return;  // a connection refused can still go elsewhere
+  if (!c->in.empty() && u->out.size() - u->out_at < kHighWater) {
+    size_t take = static_cast<size_t>(std::min<uint64_t>(c->body_left, c->in.size()));
+    if (u->out_at > 0) {
+      u->out.erase(0, u->out_at);
+      u->out_at = 0;
+    }
+    u->out.append(c->in, 0, take);
+    c->in.erase(0, take);
+    c->body_left -= take;
+    FlushUpstream(u);
+    if (c->dead) return;
+  }
+  if (!c->reading && c->in.size() < kMaxQueued && !c->lingering) {
+    c->reading = true;
+    SetEvents(c, c->events | EPOLLIN | EPOLLRDHUP);
+  }
 }
 
 void Engine::ReadUpstream(Upstream* u, bool hung_up) {
@@ -623,6 +663,12 @@ void Engine::ReadUpstream(Upstream* u, bool hung_up) {
       u->paused = true;
       SetEvents(u, u->events & ~static_cast<uint32_t>(EPOLLIN | EPOLLRDHUP));
       break;
+    }
+    if (c->out_at > 0 && c->out_at >= c->out.size() / 2) {
+      // What went out is dropped now and then, or a client that never quite catches up would
+      // make this buffer grow with the whole response.
+      c->out.erase(0, c->out_at);
+      c->out_at = 0;
     }
     ssize_t n = read(u->fd, read_buffer_.data(), kReadSize);
     if (n > 0) {
@@ -657,13 +703,22 @@ bool Engine::Feed(Upstream* u, const char* data, size_t n) {
         UpstreamFailed(u, false, "HPE_INVALID_RESPONSE");
         return true;
       }
-      if (u->response.status < 200) {  // 1xx: skipped, as the JavaScript client does
+      if (u->response.status < 200) {
+        // 100 Continue goes to a client that waits for it; other 1xx are skipped, as the
+        // JavaScript client does.
+        if (u->response.status == 100 && c->expecting) {
+          c->out.append("HTTP/1.1 100 Continue\r\n\r\n");
+          c->expecting = false;
+        }
         u->head.erase(0, u->response.length);
         continue;
       }
       u->head_done = true;
       c->response_started = true;
-      bool last = c->closing || draining_;
+      // A response that starts before the body has all gone (a refusal, or a child that echoes
+      // as it reads) is the connection's last: the body's end would be needed to find the next
+      // request, and the child may stop reading it.
+      bool last = c->closing || draining_ || c->body_left > 0;
       if (last) c->closing = true;
       c->out.append(head_out);
       c->out.append(last ? "connection: close\r\n\r\n"
@@ -721,6 +776,12 @@ void Engine::ResponseDone(Upstream* u, bool reusable) {
   Detach(u);
   c->in_flight = false;
   c->quiet_since = NowMs();
+  if (c->body_left > 0) {
+    // The child answered without the rest of the body: it is not read (the response said close).
+    reusable = false;
+    c->body_left = 0;
+    c->expecting = false;
+  }
   if (!reusable || b->retired || u->paused) {
     CloseUpstream(u);
     return;
@@ -751,6 +812,7 @@ void Engine::UpstreamFailed(Upstream* u, bool never_sent, const char* code) {
   if (c->dead) return;
   if (started) {
     // What came of the response goes out, then the connection ends: the client sees it cut.
+    c->body_left = 0;
     c->closing = true;
     c->cut = true;
     c->in_flight = false;
@@ -799,6 +861,11 @@ void Engine::Sweep() {
         Progress(c);
       } else if (!u->head_done && !u->out.empty()) {
         // The request is still being written: the child's pace, not a timeout of ours.
+      } else if (c->body_left > 0 && !c->expecting) {
+        // The client's pace: a silence of the idle timeout ends it, as http.Server's would.
+        if (settings_.child_idle_timeout_ms > 0 &&
+            now - c->quiet_since >= settings_.child_idle_timeout_ms)
+          CloseClient(c);
       } else if (!u->head_done && settings_.child_headers_timeout_ms > 0 &&
                  quiet >= settings_.child_headers_timeout_ms) {
         UpstreamFailed(u, false, "UPSTREAM_HEADERS_TIMEOUT");

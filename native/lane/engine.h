@@ -82,6 +82,7 @@ class Engine {
 
   void OnUpstream(Upstream* u, uint32_t events);
   void FlushUpstream(Upstream* u);
+  void PumpBody(Client* c);
   void ReadUpstream(Upstream* u, bool hung_up);
   bool Feed(Upstream* u, const char* data, size_t n);
   void ResponseDone(Upstream* u, bool reusable);

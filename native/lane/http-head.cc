@@ -153,16 +153,21 @@ Parse ParseRequest(std::string_view data, RequestHead* head) {
   bool length_seen = false;
   head->body = 0;
   head->close = false;
+  head->expect_continue = false;
   for (const Field& f : head->fields) {
     std::string_view n = f.name;
-    if (Is(n, "transfer-encoding") || Is(n, "expect") || Is(n, "upgrade")) return Parse::kNotMine;
-    if (Is(n, "host")) {
+    if (Is(n, "transfer-encoding") || Is(n, "upgrade")) return Parse::kNotMine;
+    if (Is(n, "expect")) {
+      // Any other expectation, or two, is http.Server's to refuse (417).
+      if (head->expect_continue || !Is(f.value, "100-continue")) return Parse::kNotMine;
+      head->expect_continue = true;
+    } else if (Is(n, "host")) {
       hosts++;
     } else if (Is(n, "content-length")) {
       uint64_t length;
-      if (length_seen || !Digits(f.value, 6, &length) || length > kMaxBody) return Parse::kNotMine;
+      if (length_seen || !Digits(f.value, 18, &length)) return Parse::kNotMine;
       length_seen = true;
-      head->body = static_cast<size_t>(length);
+      head->body = length;
     } else if (Is(n, "connection")) {
       Tokens(f.value, [&](std::string_view token) {
         if (Is(token, "close")) head->close = true;
@@ -203,7 +208,7 @@ void ForwardRequest(const RequestHead& head, std::string_view client_ip, bool tr
     }
   }
   for (const Field& f : head.fields) {
-    if (IsHopByHop(f.name) || Is(f.name, "expect") || IsForwarded(f.name)) continue;
+    if (IsHopByHop(f.name) || IsForwarded(f.name)) continue;
     if (any_connection_tokens && NamedByConnection(head.fields, f.name)) continue;
     Append(out, f.name, f.value);
   }

@@ -13,7 +13,9 @@ namespace tableroll::lane {
 
 // Largest head the lane reads (http.Server's default limit, after which it answers 431).
 constexpr size_t kMaxHead = 16 * 1024;
-// Largest request body the lane takes; a bigger one goes to http.Server, which streams it.
+// Largest request body the lane holds before it picks a child (so that a connection refused can
+// be tried on the next one); a bigger body, or one the client holds back for `100 Continue`, is
+// streamed to the child as it comes.
 constexpr size_t kMaxBody = 64 * 1024;
 
 struct Field {
@@ -27,8 +29,9 @@ struct RequestHead {
   std::string_view method;
   std::string_view target;
   std::vector<Field> fields;
-  size_t body = 0;     // Content-Length, 0 when absent
+  uint64_t body = 0;   // Content-Length, 0 when absent
   bool close = false;  // Connection: close
+  bool expect_continue = false;  // Expect: 100-continue, which goes to the child
   bool idempotent = false;
 };
 
