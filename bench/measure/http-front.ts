@@ -6,9 +6,10 @@
  * process for the first three, each liveroll its own child):
  *   direct            wrk straight to the app's port: the ceiling
  *   nginx             nginx, one worker, upstream keep-alive (skipped with the reason when absent)
- *   liveroll proxy    liveroll --mode proxy, its default
- *   liveroll proxy, native lane
- *                     the same with --native-lane: plain requests proxied in C++ (the addon)
+ *   liveroll proxy    liveroll --mode proxy, its default: plain requests proxied in C++ (the
+ *                     addon's native lane), the rest through Node's http.Server
+ *   liveroll proxy, JavaScript lane
+ *                     the same with --native-lane=false: plain requests proxied in JavaScript
  *   liveroll proxy, http.Server only
  *                     the same with --fast-lane=false: every request through Node's http.Server
  *   plain Node pipe   bench/programs/tcp-relay.ts: a Node proxy that copies bytes, parses nothing
@@ -69,7 +70,7 @@ export const FRONT_NAMES = [
   'direct',
   'nginx',
   'liveroll proxy',
-  'liveroll proxy, native lane',
+  'liveroll proxy, JavaScript lane',
   'liveroll proxy, http.Server only',
   'plain Node pipe',
   'plain C relay',
@@ -349,11 +350,11 @@ export async function measureFronts(plan: FrontPlan): Promise<FrontOutcome> {
       args: ['--fast-lane=false'],
     });
     running.push(httpOnly.proc);
-    const nativeLane = await startLiveroll(dir, 'proxy', {
-      name: 'native',
-      args: ['--native-lane'],
+    const jsLane = await startLiveroll(dir, 'proxy', {
+      name: 'js-lane',
+      args: ['--native-lane=false'],
     });
-    running.push(nativeLane.proc);
+    running.push(jsLane.proc);
     let nginx: { proc: ChildProcess; port: number } | undefined;
     if (outcome.nginxSkipped === undefined) {
       nginx = await startNginx(dir, proxied.childPort);
@@ -390,10 +391,10 @@ export async function measureFronts(plan: FrontPlan): Promise<FrontOutcome> {
         appPids: app,
       },
       {
-        name: 'liveroll proxy, native lane',
-        port: nativeLane.publicPort,
-        frontPids: [nativeLane.proc.pid!],
-        appPids: [nativeLane.childPid],
+        name: 'liveroll proxy, JavaScript lane',
+        port: jsLane.publicPort,
+        frontPids: [jsLane.proc.pid!],
+        appPids: [jsLane.childPid],
       },
       {
         name: 'liveroll proxy, http.Server only',
@@ -468,7 +469,7 @@ export async function measureFronts(plan: FrontPlan): Promise<FrontOutcome> {
         ['plain Node pipe', relayPort, relay.pid],
         ...(cRelay === undefined ? [] : [['plain C relay', cRelayPort, cRelay.pid] as BulkRoute]),
         ['liveroll proxy', proxied.publicPort, proxied.pid],
-        ['liveroll proxy, native lane', nativeLane.publicPort, nativeLane.pid],
+        ['liveroll proxy, JavaScript lane', jsLane.publicPort, jsLane.pid],
         ["liveroll proxy, glibc's default trimming", defaultHeap.publicPort, defaultHeap.pid],
       ];
       outcome.bulk = await measureBulk(plan, routes, uploadFile);

@@ -49,7 +49,8 @@ export class LiverollInstance {
             idleTimeoutMs: options.proxyIdleTimeoutMs,
             trustForwardHeaders: options.trustForwardHeaders,
             fastLane: options.fastLane,
-            nativeLane: options.nativeLane,
+            // --fast-lane=false switches both lanes off: every request through http.Server.
+            nativeLane: options.nativeLane && options.fastLane,
             retryAfterSeconds: Math.max(1, Math.ceil(options.restartBackoffMs / 1000)),
             logger,
           });

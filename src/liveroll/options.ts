@@ -237,13 +237,13 @@ export const flags: Readonly<Record<string, Flag>> = {
     option: 'fastLane',
     kind: 'bool',
     default: true,
-    help: "proxy plain requests without Node's http.Server, which serves the rest; --fast-lane=false sends all through it",
+    help: "proxy plain requests without Node's http.Server, which serves the rest; --fast-lane=false sends all through it (both lanes off)",
   },
   'native-lane': {
     option: 'nativeLane',
     kind: 'bool',
-    default: false,
-    help: 'proxy plain requests in C++ (the addon) rather than JavaScript; the rest as before',
+    default: true,
+    help: 'proxy plain requests in C++ (the addon); --native-lane=false proxies them in JavaScript',
   },
   'coordination-dir': {
     option: 'coordinationDir',

@@ -97,6 +97,8 @@ test('defaults are the documented ones; --flag value and --flag=value both work'
   assert.equal(options(['--trust-forward-headers']).trustForwardHeaders, true);
   assert.equal(options([]).fastLane, true, 'the fast lane is on by default');
   assert.equal(options(['--fast-lane=false']).fastLane, false);
+  assert.equal(options([]).nativeLane, true, 'the native lane is on by default');
+  assert.equal(options(['--native-lane=false']).nativeLane, false);
   assert.equal(options(['--exec', '--weird']).exec, '--weird', 'a value may start with dashes');
 });
 

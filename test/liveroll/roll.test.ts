@@ -125,11 +125,11 @@ test(
 );
 
 test(
-  'native lane (--native-lane): a new id, a SIGHUP and a child failing its health check, under load with no failed request',
+  'JavaScript lane (--native-lane=false): a new id, a SIGHUP and a child failing its health check, under load with no failed request',
   TIMEOUT,
   async (t) => {
     const { run, dir } = await start(t, [
-      '--native-lane',
+      '--native-lane=false',
       '--interval',
       '150ms',
       '--health-timeout',

@@ -73,8 +73,8 @@ test('SIGTERM under load: in-flight requests complete, children are gone, exit 0
   stopUnderLoad(t, []),
 );
 
-test('SIGTERM under load on the native lane (--native-lane): the same', TIMEOUT, (t) =>
-  stopUnderLoad(t, ['--native-lane']),
+test('SIGTERM under load on the JavaScript lane (--native-lane=false): the same', TIMEOUT, (t) =>
+  stopUnderLoad(t, ['--native-lane=false']),
 );
 
 test('a second SIGTERM exits at once and SIGKILLs the children', TIMEOUT, async (t) => {

@@ -90,13 +90,13 @@ test(
 );
 
 test(
-  'takeover between two instances on the native lane (--native-lane), zero failed requests',
+  'takeover between two instances on the JavaScript lane (--native-lane=false), zero failed requests',
   TIMEOUT,
-  (t) => takeover(t, ['--native-lane'], ['--native-lane']),
+  (t) => takeover(t, ['--native-lane=false'], ['--native-lane=false']),
 );
 
 test('takeover of an instance on the JavaScript lane by one on the native lane', TIMEOUT, (t) =>
-  takeover(t, [], ['--native-lane']),
+  takeover(t, ['--native-lane=false'], []),
 );
 
 test('a newcomer that fails to start leaves the old instance serving', TIMEOUT, async (t) => {

@@ -194,7 +194,7 @@ function checkFronts(section: Json): void {
       'direct',
       'nginx',
       'liveroll proxy',
-      'liveroll proxy, native lane',
+      'liveroll proxy, JavaScript lane',
       'liveroll proxy, http.Server only',
       'plain Node pipe',
       'plain C relay',
@@ -214,7 +214,7 @@ function checkFronts(section: Json): void {
       'plain Node pipe',
       'plain C relay',
       'liveroll proxy',
-      'liveroll proxy, native lane',
+      'liveroll proxy, JavaScript lane',
       "liveroll proxy, glibc's default trimming",
     ],
   );

@@ -9,8 +9,9 @@ import { ReverseProxy, type ProxyOptions } from '../../src/liveroll/proxy/proxy.
 import { silentLogger } from '../../src/liveroll/logger.js';
 
 /**
- * Whether proxies start with the native lane unless a test says otherwise: native-lane.test.ts
- * runs the proxy's test files again with it on.
+ * Whether proxies start with the native lane unless a test says otherwise. The proxy's own
+ * default is on; here it is off, so that the proxy's test files cover the JavaScript lanes, and
+ * native-lane.test.ts runs the same files again with it on.
  */
 let nativeLaneByDefault = false;
 export function useNativeLane(on: boolean): void {

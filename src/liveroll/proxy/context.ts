@@ -21,13 +21,13 @@ export interface ProxyOptions {
   /** Time a client has to send a request's headers (default 30 s; 0 disables). */
   clientHeadersTimeoutMs?: number;
   /**
-   * Serve plain requests on the fast lane (fast-lane.ts) rather than through http.Server; on
-   * unless false.
+   * Serve plain requests on a lane rather than through http.Server; on unless false. False
+   * alone turns both lanes off; with `nativeLane: true` it leaves only the native one.
    */
   fastLane?: boolean;
   /**
-   * Serve plain requests on the native lane (native-lane.ts), in C++, instead of the fast lane;
-   * off unless true.
+   * Serve plain requests on the native lane (native-lane.ts), in C++, in front of the fast lane
+   * (fast-lane.ts, JavaScript); on unless false, or unless `fastLane` is false.
    */
   nativeLane?: boolean;
   /** Most client connections at once (default: from the descriptor limit, see connectionCap). */

@@ -70,7 +70,7 @@ export class ReverseProxy implements ProxyContext {
   readonly options: ProxyOptions;
   /** The fast lane in front of the server; undefined when switched off. */
   readonly lane: FastLane | undefined;
-  /** The native lane in front of the server (and of the fast lane); undefined unless asked for. */
+  /** The native lane in front of the fast lane and the server; undefined when switched off. */
   native: NativeLane | undefined;
 
   constructor(options: ProxyOptions) {
@@ -124,7 +124,8 @@ export class ReverseProxy implements ProxyContext {
     const httpConnection = listeners[0] as ((socket: Socket) => void) | undefined;
     // http.Server's own connection handler is the only one, or the lanes stay out of the way.
     if (listeners.length !== 1 || httpConnection === undefined) return undefined;
-    if (this.options.fastLane === false && this.options.nativeLane !== true) return undefined;
+    const nativeLane = this.options.nativeLane ?? this.options.fastLane !== false;
+    if (this.options.fastLane === false && !nativeLane) return undefined;
     const server = this.server;
     server.removeListener('connection', httpConnection);
     const toServer = (socket: Socket): void => httpConnection.call(server, socket);
@@ -132,7 +133,7 @@ export class ReverseProxy implements ProxyContext {
       this.options.fastLane === false
         ? undefined
         : new FastLane(this, { headersTimeoutMs }, toServer);
-    if (this.options.nativeLane === true) {
+    if (nativeLane) {
       this.native = new NativeLane(
         loadLaneAddon(),
         this.options,
