@@ -6,14 +6,10 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import {
-  createServer as createHttpServer,
-  type IncomingMessage,
-  type ServerResponse,
-} from 'node:http';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
-import { deadPort, startProxy } from '../support/proxy-kit.js';
+import { deadPort, startChild, startProxy } from '../support/proxy-kit.js';
 import { openFdCount, until } from '../support/helpers.js';
 import type { ReverseProxy } from '../../src/liveroll/proxy/proxy.js';
 
@@ -31,22 +27,6 @@ const hashing: Handler = (req, res) => {
   });
   req.on('end', () => res.end(`${size} ${hash.digest('hex')}`));
 };
-
-async function child(
-  t: TestContext,
-  handler: Handler,
-  setup?: (s: ReturnType<typeof createHttpServer>) => void,
-): Promise<number> {
-  const app = createHttpServer(handler);
-  setup?.(app);
-  app.listen(0, '127.0.0.1');
-  await once(app, 'listening');
-  t.after(() => {
-    app.closeAllConnections();
-    app.close();
-  });
-  return (app.address() as AddressInfo).port;
-}
 
 /** A raw client: what it received so far, and a wait for a condition on it. */
 function client(
@@ -82,7 +62,7 @@ test(
   TIMEOUT,
   async (t) => {
     const { proxy, port } = await startProxy(t, { nativeLane: true });
-    proxy.add({ name: 'a', host: '127.0.0.1', port: await child(t, hashing) });
+    proxy.add({ name: 'a', host: '127.0.0.1', port: await startChild(t, hashing) });
     const c = client(t, port);
     const bodies = [randomBytes(4 << 20), randomBytes((4 << 20) + 12_345)];
     for (const body of bodies) {
@@ -104,7 +84,7 @@ test(
   async (t) => {
     const { proxy, port } = await startProxy(t, { nativeLane: true });
     const expects: string[] = [];
-    const appPort = await child(t, (req, res) => {
+    const appPort = await startChild(t, (req, res) => {
       expects.push(String(req.headers.expect));
       hashing(req, res);
     });
@@ -131,7 +111,7 @@ test(
   async (t) => {
     const { proxy, port } = await startProxy(t, { nativeLane: true });
     let bodies = 0;
-    const appPort = await child(
+    const appPort = await startChild(
       t,
       (req, res) => {
         req.on('data', () => (bodies += 1));
@@ -181,7 +161,7 @@ test(
   TIMEOUT,
   async (t) => {
     const { proxy, port } = await startProxy(t, { nativeLane: true });
-    const appPort = await child(t, (req, res) => {
+    const appPort = await startChild(t, (req, res) => {
       res.writeHead(200, { 'content-type': 'application/octet-stream' });
       req.pipe(res);
     });
@@ -214,7 +194,7 @@ test(
   async (t) => {
     const { proxy, port } = await startProxy(t, { nativeLane: true });
     proxy.add({ name: 'dead', host: '127.0.0.1', port: await deadPort() });
-    proxy.add({ name: 'live', host: '127.0.0.1', port: await child(t, hashing) });
+    proxy.add({ name: 'live', host: '127.0.0.1', port: await startChild(t, hashing) });
     for (let i = 0; i < 4; i++) {
       // Rotation alternates: at least two of these try the dead child first.
       const c = client(t, port);
@@ -238,7 +218,7 @@ test(
   async (t) => {
     const { proxy, port } = await startProxy(t, { nativeLane: true, idleTimeoutMs: 300 });
     let aborted = false;
-    const appPort = await child(t, (req) => {
+    const appPort = await startChild(t, (req) => {
       req.resume();
       req.on('close', () => (aborted = !req.complete));
     });

@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
-import { startProxy } from '../support/proxy-kit.js';
+import { startChild, startProxy } from '../support/proxy-kit.js';
 import { openFdCount, until } from '../support/helpers.js';
 
 const TIMEOUT = { timeout: 120_000 };
@@ -95,18 +95,11 @@ async function exchange(port: number, bytes: string, end = '\r\n\r\n'): Promise<
   return received;
 }
 
-async function okApp(t: TestContext): Promise<number> {
-  const app = createHttpServer((req, res) => {
+function okApp(t: TestContext): Promise<number> {
+  return startChild(t, (req, res) => {
     req.resume();
     req.on('end', () => res.end('fine'));
   });
-  app.listen(0, '127.0.0.1');
-  await once(app, 'listening');
-  t.after(() => {
-    app.closeAllConnections();
-    app.close();
-  });
-  return (app.address() as AddressInfo).port;
 }
 
 async function assertHealthy(port: number, native: { size: number } | undefined): Promise<void> {

@@ -3,6 +3,12 @@
  * nobody listens on, and a raw client: what the proxy tests start from.
  */
 import { once } from 'node:events';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server as HttpServer,
+  type ServerResponse,
+} from 'node:http';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import type { TestContext } from 'node:test';
 import { ReverseProxy, type ProxyOptions } from '../../src/liveroll/proxy/proxy.js';
@@ -40,6 +46,26 @@ export async function startProxy(
     await proxy.close();
   });
   return { proxy, port: (proxy.server.address() as AddressInfo).port };
+}
+
+/**
+ * A child on an ephemeral loopback port serving `handler`, closed when the test ends; `setup`
+ * may add listeners before it listens. Returns its port.
+ */
+export async function startChild(
+  t: TestContext,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  setup?: (server: HttpServer) => void,
+): Promise<number> {
+  const app = createHttpServer(handler);
+  setup?.(app);
+  app.listen(0, '127.0.0.1');
+  await once(app, 'listening');
+  t.after(() => {
+    app.closeAllConnections();
+    app.close();
+  });
+  return (app.address() as AddressInfo).port;
 }
 
 /** A port nobody listens on (bound, then closed). */
