@@ -49,8 +49,7 @@ export class LiverollInstance {
             idleTimeoutMs: options.proxyIdleTimeoutMs,
             trustForwardHeaders: options.trustForwardHeaders,
             fastLane: options.fastLane,
-            // --fast-lane=false switches both lanes off: every request through http.Server.
-            nativeLane: options.nativeLane && options.fastLane,
+            nativeLane: options.nativeLane,
             retryAfterSeconds: Math.max(1, Math.ceil(options.restartBackoffMs / 1000)),
             logger,
           });

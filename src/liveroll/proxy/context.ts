@@ -22,12 +22,12 @@ export interface ProxyOptions {
   clientHeadersTimeoutMs?: number;
   /**
    * Serve plain requests on a lane rather than through http.Server; on unless false. False
-   * alone turns both lanes off; with `nativeLane: true` it leaves only the native one.
+   * turns both lanes off: every request goes through http.Server.
    */
   fastLane?: boolean;
   /**
    * Serve plain requests on the native lane (native-lane.ts), in C++, in front of the fast lane
-   * (fast-lane.ts, JavaScript); on unless false, or unless `fastLane` is false.
+   * (fast-lane.ts, JavaScript); on unless false (or `fastLane` false).
    */
   nativeLane?: boolean;
   /** Most client connections at once (default: from the descriptor limit, see connectionCap). */

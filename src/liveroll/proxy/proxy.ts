@@ -116,24 +116,21 @@ export class ReverseProxy implements ProxyContext {
   }
 
   /**
-   * Puts the fast lane (fast-lane.ts) between the listening socket and http.Server: it takes
-   * every new connection and hands to http.Server those it does not serve itself.
+   * Puts the lanes between the listening socket and http.Server: the native lane
+   * (native-lane.ts) takes every new connection, the fast lane (fast-lane.ts) those it does not
+   * (all of them with `nativeLane: false`), and each hands to http.Server what it does not serve.
    */
   private fastLane(headersTimeoutMs: number): FastLane | undefined {
     const listeners = this.server.listeners('connection');
     const httpConnection = listeners[0] as ((socket: Socket) => void) | undefined;
     // http.Server's own connection handler is the only one, or the lanes stay out of the way.
     if (listeners.length !== 1 || httpConnection === undefined) return undefined;
-    const nativeLane = this.options.nativeLane ?? this.options.fastLane !== false;
-    if (this.options.fastLane === false && !nativeLane) return undefined;
+    if (this.options.fastLane === false) return undefined;
     const server = this.server;
     server.removeListener('connection', httpConnection);
     const toServer = (socket: Socket): void => httpConnection.call(server, socket);
-    const lane =
-      this.options.fastLane === false
-        ? undefined
-        : new FastLane(this, { headersTimeoutMs }, toServer);
-    if (nativeLane) {
+    const lane = new FastLane(this, { headersTimeoutMs }, toServer);
+    if (this.options.nativeLane !== false) {
       this.native = new NativeLane(
         loadLaneAddon(),
         this.options,
@@ -145,9 +142,7 @@ export class ReverseProxy implements ProxyContext {
     }
     const native = this.native;
     server.on('connection', (socket: Socket) => {
-      if (native?.accept(socket, server.maxConnections) === true) return;
-      if (lane !== undefined) lane.accept(socket);
-      else toServer(socket);
+      if (native?.accept(socket, server.maxConnections) !== true) lane.accept(socket);
     });
     return lane;
   }
